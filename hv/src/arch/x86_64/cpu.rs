@@ -1,0 +1,157 @@
+//! Thin wrappers over privileged instructions: ports, MSRs, control registers.
+
+use core::arch::asm;
+
+/// Writes a byte to an I/O port.
+pub fn outb(port: u16, value: u8) {
+    // SAFETY: port I/O has no memory effects visible to Rust; the ports we
+    // use (serial, debug exit, ACPI) are owned by the hypervisor alone.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags)) }
+}
+
+/// Writes a 16-bit word to an I/O port.
+pub fn outw(port: u16, value: u16) {
+    // SAFETY: as for `outb`.
+    unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags)) }
+}
+
+/// Reads a byte from an I/O port.
+pub fn inb(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: as for `outb`; reading the serial registers we use has no side
+    // effect beyond the device's own state.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags)) }
+    value
+}
+
+/// Model-specific registers we program.
+pub mod msr {
+    /// Extended feature enables.
+    pub const EFER: u32 = 0xC000_0080;
+    /// SYSCALL/SYSRET segment selectors.
+    pub const STAR: u32 = 0xC000_0081;
+    /// 64-bit SYSCALL entry point.
+    pub const LSTAR: u32 = 0xC000_0082;
+    /// Compatibility-mode SYSCALL entry point.
+    pub const CSTAR: u32 = 0xC000_0083;
+    /// RFLAGS bits cleared by SYSCALL.
+    pub const SYSCALL_MASK: u32 = 0xC000_0084;
+    /// Page attribute table.
+    pub const PAT: u32 = 0x0000_0277;
+}
+
+/// Reads an MSR.
+pub fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: we only read architectural MSRs that exist on every x86_64 CPU.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) }
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes an MSR.
+///
+/// # Safety
+/// The value must keep the CPU in a state the hypervisor expects (e.g. long
+/// mode stays enabled, entry points point at entry code).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: the caller vouches for the value.
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags))
+    }
+}
+
+/// Reads CR2 (the faulting address of the last page fault).
+pub fn read_cr2() -> u64 {
+    let v;
+    // SAFETY: reading CR2 has no side effects.
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Reads CR3 (the current page-table base).
+pub fn read_cr3() -> u64 {
+    let v;
+    // SAFETY: reading CR3 has no side effects.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Loads CR3, flushing non-global TLB entries.
+///
+/// # Safety
+/// `value` must address a page-table tree that maps the hypervisor exactly
+/// as the current one does.
+pub unsafe fn write_cr3(value: u64) {
+    // SAFETY: the caller vouches for the tables.
+    unsafe { asm!("mov cr3, {}", in(reg) value, options(nostack, preserves_flags)) }
+}
+
+fn read_cr4() -> u64 {
+    let v;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) }
+    v
+}
+
+/// Executes CPUID leaf `leaf`, subleaf 0: `(eax, ebx, ecx, edx)`.
+pub fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
+    let r = core::arch::x86_64::__cpuid_count(leaf, 0);
+    (r.eax, r.ebx, r.ecx, r.edx)
+}
+
+/// Stops the CPU for good.
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: with interrupts off, `hlt` only waits for NMI/SMI.
+        unsafe { asm!("cli; hlt", options(nomem, nostack)) }
+    }
+}
+
+const EFER_SCE: u64 = 1 << 0;
+const EFER_NXE: u64 = 1 << 11;
+const CR4_PGE: u64 = 1 << 7;
+const CR4_OSFXSR: u64 = 1 << 9;
+
+/// Xen's PAT (an ABI with PV guests: their PTE cache bits index it):
+/// WB, WT, UC-, UC, WC, WP, UC, UC.
+pub const XEN_PAT: u64 = 0x0000_0501_0007_0406;
+
+/// The RFLAGS bits SYSCALL clears, as Xen sets them: AC, VM, RF, NT, DF,
+/// IF, TF.
+pub const XEN_SYSCALL_MASK: u64 = (1 << 18) | (1 << 17) | (1 << 16) | (1 << 14) | (1 << 10) | (1 << 9) | (1 << 8);
+
+/// Turns on NX (when present), global pages and Xen's PAT.
+pub fn init_features() {
+    let has_nx = cpuid(0x8000_0001).3 & (1 << 20) != 0;
+    if has_nx {
+        // SAFETY: enabling NX only gives meaning to NX bits in page tables;
+        // the boot tables set none.
+        unsafe { wrmsr(msr::EFER, rdmsr(msr::EFER) | EFER_NXE) };
+    }
+    // SAFETY: PGE and OSFXSR change no existing mapping or instruction.
+    unsafe { asm!("mov cr4, {}", in(reg) read_cr4() | CR4_PGE | CR4_OSFXSR, options(nostack, preserves_flags)) };
+    // SAFETY: Xen's PAT keeps entry 0 write-back, the only one the boot
+    // tables use.
+    unsafe { wrmsr(msr::PAT, XEN_PAT) };
+}
+
+/// Programs the SYSCALL MSRs as Xen does: `STAR` = guest 32-bit CS 0xe023
+/// in 63:48 (so 64-bit SYSRET lands on 0xe033/0xe02b) and the hypervisor CS
+/// 0xe008 in 47:32, Xen's flag mask, and the two entry points.
+pub fn init_syscall(entry64: u64, entry32: u64) {
+    let star = (u64::from(super::gdt::FLAT_RING3_CS32) << 48) | (u64::from(super::gdt::HYPERVISOR_CS) << 32);
+    let msrs = [
+        (msr::STAR, star),
+        (msr::LSTAR, entry64),
+        (msr::CSTAR, entry32),
+        (msr::SYSCALL_MASK, XEN_SYSCALL_MASK),
+        (msr::EFER, rdmsr(msr::EFER) | EFER_SCE),
+    ];
+    for (index, value) in msrs {
+        // SAFETY: the entry points are the hypervisor's SYSCALL stubs, the
+        // selectors exist in the GDT loaded by `gdt::init_boot_cpu`, and
+        // EFER only gains SCE.
+        unsafe { wrmsr(index, value) };
+    }
+}

@@ -1,0 +1,20 @@
+//! The hypervisor's own page tables (the boot tables, for now).
+
+use super::cpu::{read_cr3, write_cr3};
+
+extern "C" {
+    /// The boot L4 (boot.rs).
+    static mut boot_pml4: [u64; 512];
+}
+
+/// Removes the boot identity map of the low 4 GiB, leaving the lower half
+/// of the address space empty for guests.
+pub fn drop_identity_map() {
+    let l4 = &raw mut boot_pml4;
+    // SAFETY: the boot L4 is only touched by the boot CPU, here, with
+    // nothing else referring to it; we run from the image mapping (slot
+    // 261) on a stack in it, so nothing in use goes through slot 0.
+    unsafe { (*l4)[0] = 0 };
+    // SAFETY: same tables, minus the identity map: a full TLB flush.
+    unsafe { write_cr3(read_cr3()) };
+}

@@ -1,0 +1,74 @@
+//! The hypervisor console: `log` records and fatal reports on the serial port.
+//!
+//! Every line starts with `(HV) `, as Xen's start with `(XEN) `. Normal
+//! output takes a lock so lines from different CPUs do not interleave; the
+//! emergency path used by fatal reports does not, so a fault taken while the
+//! lock is held still gets reported.
+
+use crate::arch::serial;
+use core::fmt::{self, Write};
+use hv::sync::SpinLock;
+
+/// Serializes normal console output.
+static LOCK: SpinLock<()> = SpinLock::new(());
+
+/// A `fmt::Write` sink that writes straight to the serial port.
+struct Serial;
+
+impl Write for Serial {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        serial::write_bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+fn write_line(prefix: &str, args: fmt::Arguments<'_>) {
+    let _ = writeln!(Serial, "(HV) {prefix}{args}");
+}
+
+/// Prints a line regardless of the log level (the banner).
+pub fn print(args: fmt::Arguments<'_>) {
+    let _guard = LOCK.lock();
+    write_line("", args);
+}
+
+/// Prints a fatal report without taking the console lock. `args` should end
+/// with a newline.
+pub fn emergency(args: fmt::Arguments<'_>) {
+    let _ = write!(Serial, "(HV) {args}");
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let prefix = match record.level() {
+            log::Level::Error => "error: ",
+            log::Level::Warn => "warning: ",
+            log::Level::Info => "",
+            log::Level::Debug => "debug: ",
+            log::Level::Trace => "trace: ",
+        };
+        let _guard = LOCK.lock();
+        write_line(prefix, *record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+/// Routes `log` records to the serial console at level `info` until the
+/// command line says otherwise.
+pub fn init() {
+    // Only fails if a logger is already set, and this is the only call.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Info);
+}

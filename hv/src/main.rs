@@ -1,0 +1,19 @@
+//! The hypervisor image: boot, bring up the CPU, account memory, and run.
+//!
+//! Only this binary touches hardware; the portable logic it drives lives in
+//! the `hv` library. On the host this file builds to a program that says so.
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+
+#[cfg(target_os = "none")]
+mod arch;
+#[cfg(target_os = "none")]
+mod console;
+#[cfg(target_os = "none")]
+mod setup;
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("hv is a bare-metal image for x86_64-unknown-none; boot it with `cargo xtask run`");
+    std::process::exit(2);
+}

@@ -1,0 +1,7 @@
+//! Memory management: the physical memory map and machine frames.
+
+pub mod frame;
+pub mod memmap;
+
+/// A machine frame number (physical address >> 12).
+pub type Mfn = u64;
