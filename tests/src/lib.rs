@@ -1,0 +1,260 @@
+//! The QEMU harness: locate the built images, boot them with a timeout, and
+//! read what they print on the serial port.
+//!
+//! `cargo xtask run` and the integration tests in `tests/tests/` boot
+//! through the same [`Qemu`] builder, so what a test checks is what a
+//! person runs. Tests decide by QEMU's exit status (see [`hv::exit::Exit`])
+//! and by structured serial lines, never by timing.
+
+use hv::exit::Exit;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The QEMU binary we drive.
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// Where `cargo xtask` puts the bootable images.
+pub fn images_dir() -> PathBuf {
+    workspace_root().join("target").join("images")
+}
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The path of image `name` (e.g. `hv.elf`), or an error saying how to
+/// build it.
+pub fn image(name: &str) -> Result<PathBuf, String> {
+    let path = images_dir().join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("{} is missing: build the images with `cargo xtask test` (or `cargo xtask build`)", path.display()))
+    }
+}
+
+/// A QEMU command line for booting the hypervisor.
+#[derive(Clone, Debug)]
+pub struct Qemu {
+    kernel: PathBuf,
+    append: String,
+    modules: Vec<String>,
+    memory_mib: u32,
+    icount: bool,
+    extra: Vec<String>,
+}
+
+impl Qemu {
+    /// Boots `kernel` (a multiboot image) with default settings.
+    pub fn new(kernel: impl Into<PathBuf>) -> Qemu {
+        Qemu {
+            kernel: kernel.into(),
+            append: String::new(),
+            modules: Vec::new(),
+            memory_mib: 256,
+            icount: false,
+            extra: Vec::new(),
+        }
+    }
+
+    /// Boots the hypervisor image from `target/images/hv.elf`.
+    pub fn hypervisor() -> Result<Qemu, String> {
+        Ok(Qemu::new(image("hv.elf")?))
+    }
+
+    /// Sets the hypervisor command line.
+    pub fn cmdline(mut self, append: &str) -> Qemu {
+        self.append = append.to_string();
+        self
+    }
+
+    /// Adds a multiboot module: a file and its command line.
+    pub fn module(mut self, path: &Path, args: &str) -> Qemu {
+        let mut m = path.display().to_string();
+        if !args.is_empty() {
+            m.push(' ');
+            m.push_str(args);
+        }
+        self.modules.push(m);
+        self
+    }
+
+    /// Sets the guest RAM size.
+    pub fn memory_mib(mut self, mib: u32) -> Qemu {
+        self.memory_mib = mib;
+        self
+    }
+
+    /// Makes the TSC count executed instructions (`-icount shift=0,sleep=off`).
+    pub fn icount(mut self) -> Qemu {
+        self.icount = true;
+        self
+    }
+
+    /// Adds raw QEMU arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Qemu {
+        self.extra.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// The full argument list (without the serial/monitor wiring).
+    pub fn base_args(&self) -> Result<Vec<String>, String> {
+        if let Some(bad) = self.modules.iter().find(|m| m.contains(',')) {
+            return Err(format!("module '{bad}': QEMU's -initrd cannot carry a ',' in a module's path or arguments"));
+        }
+        let mut a: Vec<String> = [
+            "-machine",
+            "pc",
+            "-cpu",
+            "max",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=4",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(["-m".into(), self.memory_mib.to_string()]);
+        a.extend(["-kernel".into(), self.kernel.display().to_string()]);
+        if !self.append.is_empty() {
+            a.extend(["-append".into(), self.append.clone()]);
+        }
+        if !self.modules.is_empty() {
+            a.extend(["-initrd".into(), self.modules.join(",")]);
+        }
+        if self.icount {
+            a.extend(["-icount".into(), "shift=0,sleep=off".into()]);
+        }
+        a.extend(self.extra.iter().cloned());
+        Ok(a)
+    }
+
+    /// Boots and waits for QEMU to exit, killing it after `timeout`.
+    /// Serial output is collected; nothing is read from stdin.
+    pub fn run(&self, timeout: Duration) -> Result<Outcome, String> {
+        let mut args = self.base_args()?;
+        args.extend(["-serial", "stdio", "-monitor", "none"].map(String::from));
+        let child = Command::new(QEMU)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {QEMU}: {e} (run `cargo xtask test`, which installs it)"))?;
+        wait_collecting(child, timeout)
+    }
+}
+
+/// How a boot ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// QEMU exited with this status.
+    Exited(i32),
+    /// QEMU was still running at the deadline and was killed.
+    TimedOut,
+    /// QEMU was killed by a signal.
+    Signalled,
+}
+
+/// What a boot printed and how it ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// How QEMU ended.
+    pub ending: Ending,
+    /// Everything the machine wrote to its serial port, `\r` removed.
+    pub serial: String,
+    /// What QEMU itself wrote to stderr.
+    pub stderr: String,
+    /// Wall time of the boot (for information only: tests never assert it).
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    /// The hypervisor's way of stopping, judged from the exit status and,
+    /// for status 0, the final power-off line (a triple fault with
+    /// `-no-reboot` also exits 0, but prints no such line).
+    pub fn exit(&self) -> Option<Exit> {
+        match self.ending {
+            Ending::Exited(0) => self.serial.lines().any(|l| l == "(HV) power off").then_some(Exit::PowerOff),
+            Ending::Exited(s) => Exit::from_qemu_status(s),
+            _ => None,
+        }
+    }
+
+    /// Lines the hypervisor printed (without the `(HV) ` prefix).
+    pub fn hv_lines(&self) -> impl Iterator<Item = &str> {
+        self.serial.lines().filter_map(|l| l.strip_prefix("(HV) "))
+    }
+
+    /// The first hypervisor line starting with `prefix`.
+    pub fn line_starting(&self, prefix: &str) -> Option<&str> {
+        self.hv_lines().find(|l| l.starts_with(prefix))
+    }
+
+    /// Parses `key=value` pairs of the first line starting with `prefix`.
+    pub fn fields(&self, prefix: &str) -> Option<Vec<(String, String)>> {
+        let line = self.line_starting(prefix)?;
+        Some(
+            line[prefix.len()..]
+                .split_whitespace()
+                .filter_map(|w| w.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect(),
+        )
+    }
+
+    /// A report for failed assertions: the ending and the whole output.
+    pub fn report(&self) -> String {
+        format!(
+            "ending: {:?} ({:?})\n--- serial ---\n{}\n--- qemu stderr ---\n{}",
+            self.ending,
+            self.exit(),
+            self.serial,
+            self.stderr
+        )
+    }
+}
+
+fn drain(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().expect("reader lock").extend_from_slice(&buf[..n]);
+        }
+    })
+}
+
+fn wait_collecting(mut child: Child, timeout: Duration) -> Result<Outcome, String> {
+    let start = Instant::now();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let err = Arc::new(Mutex::new(Vec::new()));
+    let readers = [
+        drain(child.stdout.take().expect("piped stdout"), Arc::clone(&out)),
+        drain(child.stderr.take().expect("piped stderr"), Arc::clone(&err)),
+    ];
+    let ending = loop {
+        match child.try_wait().map_err(|e| format!("waiting for QEMU: {e}"))? {
+            Some(status) => break status.code().map_or(Ending::Signalled, Ending::Exited),
+            None if start.elapsed() >= timeout => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Ending::TimedOut;
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    let elapsed = start.elapsed();
+    for r in readers {
+        let _ = r.join();
+    }
+    let text = |b: &Arc<Mutex<Vec<u8>>>| String::from_utf8_lossy(&b.lock().expect("reader lock")).replace('\r', "");
+    Ok(Outcome { ending, serial: text(&out), stderr: text(&err), elapsed })
+}
