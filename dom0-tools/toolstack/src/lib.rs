@@ -1,0 +1,16 @@
+//! The control domain's toolstack library: what dom0 uses to describe and manage guest domains.
+//!
+//! This crate runs inside the dom0 guest kernel (it needs only `core` and
+//! `alloc`) and is tested on the host with `std`. It is meant to grow into
+//! the whole toolstack: a domain builder, a domctl client, and the commands a
+//! CLI runs. Today it holds one piece:
+//!
+//! - [`config`]: a domain's configuration, parsed from a subset of Xen's
+//!   `xl.cfg` syntax, validated against the limits of the PV ABI, overridden
+//!   from a command line and rendered back to text.
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod config;
