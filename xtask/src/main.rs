@@ -1,0 +1,250 @@
+//! `cargo xtask`: build the images, boot them in QEMU, and run every test.
+//!
+//! ```text
+//! cargo xtask run     build everything and boot it in QEMU (Ctrl-A X quits)
+//! cargo xtask test    build everything and run every test (host and QEMU)
+//! cargo xtask build   build the images into target/images/
+//! cargo xtask lint    rustfmt and clippy, for the host and the bare-metal target
+//! cargo xtask setup   install what the above need (QEMU >= 8, libxen-dev, the Rust target)
+//! ```
+
+mod setup;
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Bare-metal target of the hypervisor and guest kernels.
+const BARE_TARGET: &str = "x86_64-unknown-none";
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, boot and test the hypervisor", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the images and boot the hypervisor in QEMU on this terminal.
+    Run(RunArgs),
+    /// Build the images and run every test: lints, host tests, QEMU tests.
+    Test {
+        /// Skip rustfmt and clippy.
+        #[arg(long)]
+        no_lint: bool,
+        /// Only run tests whose name contains this.
+        filter: Option<String>,
+    },
+    /// Build the images into target/images/.
+    Build {
+        /// Build without optimizations.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// Check formatting and run clippy with warnings as errors.
+    Lint,
+    /// Install what the other commands need, saying what it installs.
+    Setup,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Hypervisor command line (e.g. "loglvl=debug").
+    #[arg(long, default_value = "")]
+    cmdline: String,
+    /// A multiboot module: "FILE [ARGS]"; repeat for more. The first is dom0.
+    #[arg(long = "module", value_name = "FILE [ARGS]")]
+    modules: Vec<String>,
+    /// Guest RAM in MiB.
+    #[arg(long, default_value_t = 1024)]
+    memory: u32,
+    /// Build without optimizations.
+    #[arg(long)]
+    debug: bool,
+    /// Extra QEMU arguments, after `--`.
+    #[arg(last = true)]
+    qemu_args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run(args) => run(args),
+        Cmd::Test { no_lint, filter } => test(no_lint, filter.as_deref()),
+        Cmd::Build { debug } => setup::ensure(&[setup::Need::RustTarget]).and_then(|()| build(!debug).map(|_| ())),
+        Cmd::Lint => setup::ensure(&[setup::Need::RustTarget]).and_then(|()| lint()),
+        Cmd::Setup => setup::ensure(setup::Need::ALL),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Message(m)) => {
+            eprintln!("xtask: {m}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Status(code)) => ExitCode::from(code),
+    }
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// Something went wrong: one line saying what.
+    Message(String),
+    /// A child (QEMU) exited with this status, passed through.
+    Status(u8),
+}
+
+impl From<String> for Failure {
+    fn from(m: String) -> Self {
+        Failure::Message(m)
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, Failure>;
+
+fn root() -> PathBuf {
+    hvtest::workspace_root()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Runs `cmd`, failing with one line naming `what` if it does not succeed.
+fn status(mut cmd: Command, what: &str) -> Result {
+    let s = cmd.status().map_err(|e| format!("{what}: cannot start: {e}"))?;
+    if s.success() {
+        Ok(())
+    } else {
+        Err(Failure::Message(format!("{what} failed ({s})")))
+    }
+}
+
+/// The bare-metal images: (cargo package, binary, image file name).
+const IMAGES: &[(&str, &str, &str)] = &[("hv", "hv", "hv.elf")];
+
+/// Builds every bare-metal image and copies it to target/images/.
+fn build(release: bool) -> Result<Vec<PathBuf>> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--target", BARE_TARGET]);
+    if release {
+        cmd.arg("--release");
+    }
+    for (package, bin, _) in IMAGES {
+        cmd.args(["-p", package, "--bin", bin]);
+    }
+    status(cmd, "building the images")?;
+    let profile = if release { "release" } else { "debug" };
+    let out = hvtest::images_dir();
+    std::fs::create_dir_all(&out).map_err(|e| format!("creating {}: {e}", out.display()))?;
+    let mut built = Vec::new();
+    for (_, bin, image) in IMAGES {
+        let from = root().join("target").join(BARE_TARGET).join(profile).join(bin);
+        let to = out.join(image);
+        std::fs::copy(&from, &to).map_err(|e| format!("copying {} to {}: {e}", from.display(), to.display()))?;
+        built.push(to);
+    }
+    Ok(built)
+}
+
+fn run(args: RunArgs) -> Result {
+    setup::ensure(&[setup::Need::RustTarget, setup::Need::Qemu])?;
+    build(!args.debug)?;
+    let mut q = hvtest::Qemu::hypervisor()?.memory_mib(args.memory).cmdline(&args.cmdline);
+    for m in &args.modules {
+        let (file, rest) = m.split_once(' ').unwrap_or((m, ""));
+        if !Path::new(file).is_file() {
+            return Err(Failure::Message(format!("module '{file}' is not a file")));
+        }
+        q = q.module(Path::new(file), rest);
+    }
+    q = q.args(args.qemu_args);
+    let mut qemu_args = q.base_args()?;
+    qemu_args.extend(["-serial", "mon:stdio"].map(String::from));
+    eprintln!("xtask: booting target/images/hv.elf in QEMU ({} MiB); Ctrl-A X quits", args.memory);
+    let s = Command::new(hvtest::QEMU)
+        .args(&qemu_args)
+        .status()
+        .map_err(|e| format!("cannot start {}: {e}", hvtest::QEMU))?;
+    match s.code() {
+        Some(0) => Ok(()),
+        Some(code) => {
+            let how = hv::exit::Exit::from_qemu_status(code).map_or("QEMU failed", |e| e.describe());
+            eprintln!("xtask: QEMU exited with status {code} ({how})");
+            Err(Failure::Status(u8::try_from(code).unwrap_or(1)))
+        }
+        None => Err(Failure::Message("QEMU was killed by a signal".into())),
+    }
+}
+
+fn lint() -> Result {
+    let mut fmt = cargo();
+    fmt.args(["fmt", "--all", "--check"]);
+    status(fmt, "cargo fmt --check (run `cargo fmt --all`)")?;
+    let mut host = cargo();
+    host.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+    status(host, "clippy (host)")?;
+    let mut bare = cargo();
+    bare.args(["clippy", "--target", BARE_TARGET]);
+    for (package, bin, _) in IMAGES {
+        bare.args(["-p", package, "--bin", bin]);
+    }
+    bare.args(["--", "-D", "warnings"]);
+    status(bare, "clippy (bare-metal images)")
+}
+
+fn test(no_lint: bool, filter: Option<&str>) -> Result {
+    setup::ensure(setup::Need::ALL)?;
+    if !no_lint {
+        eprintln!("xtask: lint");
+        lint()?;
+    }
+    eprintln!("xtask: building the images");
+    build(true)?;
+    eprintln!("xtask: host and QEMU tests");
+    let mut t = cargo();
+    t.args(["test", "--workspace", "--no-fail-fast"]);
+    if let Some(f) = filter {
+        t.args(["--", f]);
+    }
+    run_tests(t)
+}
+
+/// Runs `cargo test`, passing its output through, and closes with one
+/// summary line over every test binary: `tests: N passed, M failed`.
+fn run_tests(mut cmd: Command) -> Result {
+    use std::io::{BufRead, BufReader};
+    let mut child =
+        cmd.stdout(std::process::Stdio::piped()).spawn().map_err(|e| format!("cargo test: cannot start: {e}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("reading cargo test output: {e}"))?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += count(rest, " passed");
+            failed += count(rest, " failed");
+        }
+    }
+    let status = child.wait().map_err(|e| format!("waiting for cargo test: {e}"))?;
+    println!("tests: {passed} passed, {failed} failed");
+    if status.success() && failed == 0 {
+        Ok(())
+    } else {
+        Err(Failure::Message(format!("cargo test --workspace failed ({status})")))
+    }
+}
+
+/// The number before `label` in a `test result:` line ("ok. 31 passed; 0 failed; ...").
+fn count(summary: &str, label: &str) -> u64 {
+    summary
+        .split(';')
+        .find_map(|part| {
+            part.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(label.trim())
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
