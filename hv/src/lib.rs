@@ -6,12 +6,17 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod cmdline;
+pub mod domain;
 pub mod exit;
 pub mod fixed;
+pub mod guest;
+pub mod hypercall;
 pub mod layout;
 pub mod mm;
 pub mod multiboot;
+pub mod regs;
 pub mod sync;
+pub mod trap;
 
 /// The hypervisor's own version, printed in the banner.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

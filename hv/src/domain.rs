@@ -1,0 +1,100 @@
+//! Domains and their virtual CPUs: the state the hypervisor keeps per guest.
+
+use crate::mm::frame::DomId;
+use abi::arch::TrapInfo;
+use abi::sched::ShutdownReason;
+
+/// A guest entry point registered with `set_callbacks` or `callback_op`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Callback {
+    /// Where to enter the guest (0: not registered).
+    pub address: u64,
+    /// Mask event upcalls on entry (`CALLBACKF_mask_events`).
+    pub mask_events: bool,
+}
+
+/// One virtual CPU.
+#[derive(Clone, Debug)]
+pub struct Vcpu {
+    /// Index within its domain.
+    pub id: u32,
+    /// The guest's trap table (`set_trap_table`), indexed by vector.
+    pub trap_table: [TrapInfo; 256],
+    /// Event upcall entry.
+    pub event_callback: Callback,
+    /// Entry used when returning to the guest fails (bad segment state).
+    pub failsafe_callback: Callback,
+    /// Guest user-mode `syscall` entry.
+    pub syscall_callback: Callback,
+    /// NMI entry.
+    pub nmi_callback: Callback,
+    /// Stack selector for entering guest kernel mode (`stack_switch`).
+    pub kernel_ss: u64,
+    /// Stack pointer for entering guest kernel mode from user mode.
+    pub kernel_sp: u64,
+    /// Whether the guest is in its kernel mode (both modes run in ring 3).
+    pub kernel_mode: bool,
+    /// The guest's virtual CR2: the address of its last page fault.
+    pub cr2: u64,
+    /// Machine address of the current kernel page-table base (its CR3).
+    pub cr3: u64,
+    /// FS base.
+    pub fs_base: u64,
+    /// GS base while in guest kernel mode.
+    pub gs_base_kernel: u64,
+    /// GS base while in guest user mode.
+    pub gs_base_user: u64,
+}
+
+impl Vcpu {
+    /// A vCPU in kernel mode with nothing registered.
+    pub fn new(id: u32, cr3: u64) -> Vcpu {
+        Vcpu {
+            id,
+            trap_table: [TrapInfo::default(); 256],
+            event_callback: Callback::default(),
+            failsafe_callback: Callback::default(),
+            syscall_callback: Callback::default(),
+            nmi_callback: Callback::default(),
+            kernel_ss: 0,
+            kernel_sp: 0,
+            kernel_mode: true,
+            cr2: 0,
+            cr3,
+            fs_base: 0,
+            gs_base_kernel: 0,
+            gs_base_user: 0,
+        }
+    }
+}
+
+/// How a domain stopped running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// It asked to shut down (`SCHEDOP_shutdown`).
+    Shutdown(ShutdownReason),
+    /// It crashed: the hypervisor could not continue it.
+    Crashed,
+}
+
+/// A domain: an isolated guest with its own memory and vCPUs.
+#[derive(Clone, Debug)]
+pub struct Domain {
+    /// Its identifier (0 is the control domain).
+    pub id: DomId,
+    /// May use privileged operations (console, control hypercalls).
+    pub privileged: bool,
+    /// Its only vCPU for now.
+    pub vcpu: Vcpu,
+    /// The reason recorded by `SCHEDOP_shutdown_code`, for a later crash.
+    pub shutdown_code: Option<ShutdownReason>,
+    /// Set once the domain has stopped.
+    pub stopped: Option<Stopped>,
+}
+
+impl Domain {
+    /// A new, running domain with one vCPU.
+    pub fn new(id: DomId, privileged: bool, cr3: u64) -> Domain {
+        Domain { id, privileged, vcpu: Vcpu::new(0, cr3), shutdown_code: None, stopped: None }
+    }
+}

@@ -1,0 +1,238 @@
+//! Hypercalls: one table from number to handler, and the dispatcher.
+//!
+//! A guest enters with the number in `rax` and up to five arguments in
+//! `rdi, rsi, rdx, r10, r8`. [`dispatch`] looks the number up in [`TABLE`],
+//! checks who may call it, and runs the handler on a [`Ctx`]: the saved
+//! registers, the calling domain, its `vcpu_info`, its memory (only through
+//! fallible copies) and the [`Platform`] (the hardware the handlers need).
+//! Handlers decode and validate everything before they change anything,
+//! and say what happens next with an [`Action`].
+
+mod console;
+mod sched;
+mod traps;
+mod version;
+
+use crate::domain::Domain;
+use crate::guest::GuestMemory;
+use crate::mm::frame::DomId;
+use crate::regs::Regs;
+use abi::arch::SegmentBase;
+use abi::errno::Errno;
+use abi::hypercall as nr;
+use abi::sched::ShutdownReason;
+use abi::shared_info::VcpuInfo;
+
+/// What the hypervisor provides to handlers beyond guest state.
+pub trait Platform {
+    /// Writes a domain's console output.
+    fn console_write(&mut self, domain: DomId, bytes: &[u8]);
+    /// Reads pending console input without waiting; returns the count.
+    fn console_read(&mut self, buf: &mut [u8]) -> usize;
+    /// Loads a validated segment base (or, for `GsUserSel`, selector)
+    /// into the CPU for the running vCPU.
+    fn load_segment_base(&mut self, which: SegmentBase, value: u64);
+}
+
+/// Everything a handler works on.
+pub struct Ctx<'a> {
+    /// The caller's registers; the result goes to `rax`.
+    pub regs: &'a mut Regs,
+    /// The calling domain (and its running vCPU).
+    pub domain: &'a mut Domain,
+    /// The running vCPU's `vcpu_info` in the shared-info page.
+    pub vinfo: &'a mut VcpuInfo,
+    /// The caller's address space.
+    pub mem: &'a mut dyn GuestMemory,
+    /// The hardware.
+    pub platform: &'a mut dyn Platform,
+}
+
+impl core::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ctx").field("regs", &self.regs).field("domain", &self.domain.id).finish_non_exhaustive()
+    }
+}
+
+/// What happens after a hypercall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Put this result in `rax` and return to the caller.
+    Return(Result<u64, Errno>),
+    /// The handler rewrote the frame (`iret`): return to it as it is.
+    Resume,
+    /// The domain asked to shut down.
+    Shutdown(ShutdownReason),
+    /// The domain cannot continue.
+    Crash(&'static str),
+}
+
+/// A handler: the context and the five raw arguments.
+pub type Handler = fn(&mut Ctx<'_>, [u64; 5]) -> Action;
+
+/// One row of the hypercall table.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    /// Xen's name for it.
+    pub name: &'static str,
+    /// The implementation.
+    pub handler: Handler,
+    /// Only a privileged domain may call it (others get `-EPERM`).
+    pub privileged: bool,
+}
+
+/// Size of the table: every number below it is looked up, the rest are
+/// `-ENOSYS`.
+pub const TABLE_SIZE: usize = 64;
+
+const fn entry(name: &'static str, handler: Handler, privileged: bool) -> Option<Entry> {
+    Some(Entry { name, handler, privileged })
+}
+
+/// The hypercall table: number → handler and who may call it.
+pub static TABLE: [Option<Entry>; TABLE_SIZE] = {
+    let mut t = [None; TABLE_SIZE];
+    t[nr::SET_TRAP_TABLE as usize] = entry("set_trap_table", traps::set_trap_table, false);
+    t[nr::STACK_SWITCH as usize] = entry("stack_switch", traps::stack_switch, false);
+    t[nr::SET_CALLBACKS as usize] = entry("set_callbacks", traps::set_callbacks, false);
+    t[nr::XEN_VERSION as usize] = entry("xen_version", version::xen_version, false);
+    t[nr::CONSOLE_IO as usize] = entry("console_io", console::console_io, true);
+    t[nr::IRET as usize] = entry("iret", traps::iret, false);
+    t[nr::SET_SEGMENT_BASE as usize] = entry("set_segment_base", traps::set_segment_base, false);
+    t[nr::SCHED_OP as usize] = entry("sched_op", sched::sched_op, false);
+    t[nr::CALLBACK_OP as usize] = entry("callback_op", traps::callback_op, false);
+    t
+};
+
+/// Runs the hypercall in `ctx.regs`.
+pub fn dispatch(ctx: &mut Ctx<'_>) -> Action {
+    let number = ctx.regs.rax;
+    let args = ctx.regs.hypercall_args();
+    match usize::try_from(number).ok().and_then(|n| TABLE.get(n)).and_then(Option::as_ref) {
+        None => Action::Return(Err(Errno::ENOSYS)),
+        Some(e) if e.privileged && !ctx.domain.privileged => Action::Return(Err(Errno::EPERM)),
+        Some(e) => (e.handler)(ctx, args),
+    }
+}
+
+/// Applies a hypercall's result to the frame; returns the action for the
+/// caller to act on if it is not a plain return.
+pub fn complete(regs: &mut Regs, action: Action) -> Option<Action> {
+    match action {
+        Action::Return(result) => {
+            regs.rax = abi::errno::encode_result(result);
+            None
+        }
+        Action::Resume => None,
+        other => Some(other),
+    }
+}
+
+/// Host-test scaffolding shared by the handler tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::guest::fake::FakeMemory;
+
+    /// A platform that records what handlers asked of it.
+    #[derive(Debug, Default)]
+    pub struct Recorder {
+        pub console: Vec<u8>,
+        pub input: Vec<u8>,
+        pub segment_loads: Vec<(SegmentBase, u64)>,
+    }
+
+    impl Platform for Recorder {
+        fn console_write(&mut self, _domain: DomId, bytes: &[u8]) {
+            self.console.extend_from_slice(bytes);
+        }
+        fn console_read(&mut self, buf: &mut [u8]) -> usize {
+            let n = buf.len().min(self.input.len());
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input.drain(..n);
+            n
+        }
+        fn load_segment_base(&mut self, which: SegmentBase, value: u64) {
+            self.segment_loads.push((which, value));
+        }
+    }
+
+    /// Guest memory at this address in tests.
+    pub const MEM_BASE: u64 = 0x40_0000;
+
+    /// A guest world for one hypercall.
+    #[derive(Debug)]
+    pub struct World {
+        pub regs: Regs,
+        pub domain: Domain,
+        pub vinfo: VcpuInfo,
+        pub mem: FakeMemory,
+        pub platform: Recorder,
+    }
+
+    impl World {
+        pub fn new(privileged: bool) -> World {
+            World {
+                regs: Regs { cs: 0xe033, ss: 0xe02b, rsp: MEM_BASE + 0x8000, ..Regs::default() },
+                domain: Domain::new(if privileged { 0 } else { 1 }, privileged, 0x1000),
+                vinfo: VcpuInfo::default(),
+                mem: FakeMemory::new(MEM_BASE, 0x1_0000),
+                platform: Recorder::default(),
+            }
+        }
+
+        /// Makes hypercall `number` with `args` and returns its action
+        /// after applying it to the frame.
+        pub fn call(&mut self, number: u64, args: &[u64]) -> Action {
+            self.regs.rax = number;
+            let mut a = [0u64; 5];
+            a[..args.len()].copy_from_slice(args);
+            [self.regs.rdi, self.regs.rsi, self.regs.rdx, self.regs.r10, self.regs.r8] = a;
+            let mut ctx = Ctx {
+                regs: &mut self.regs,
+                domain: &mut self.domain,
+                vinfo: &mut self.vinfo,
+                mem: &mut self.mem,
+                platform: &mut self.platform,
+            };
+            let action = dispatch(&mut ctx);
+            let _ = complete(&mut self.regs, action);
+            action
+        }
+
+        /// The `rax` a plain return left, as a signed value.
+        pub fn ret(&self) -> i64 {
+            self.regs.rax as i64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::World;
+    use super::*;
+
+    #[test]
+    fn unknown_and_unimplemented_numbers_are_enosys() {
+        let mut w = World::new(true);
+        for n in [nr::MMU_UPDATE, 11, 37, 63, 64, 1 << 40, u64::MAX] {
+            assert_eq!(w.call(n, &[]), Action::Return(Err(Errno::ENOSYS)), "hypercall {n}");
+            assert_eq!(w.ret(), -38);
+        }
+    }
+
+    #[test]
+    fn privileged_calls_are_refused_to_unprivileged_domains() {
+        let mut w = World::new(false);
+        assert_eq!(w.call(nr::CONSOLE_IO, &[0, 0, 0]), Action::Return(Err(Errno::EPERM)));
+    }
+
+    #[test]
+    fn the_table_names_match_abi() {
+        for (n, e) in TABLE.iter().enumerate() {
+            if let Some(e) = e {
+                assert_eq!(abi::hypercall::name(n as u64), Some(e.name), "hypercall {n}");
+            }
+        }
+    }
+}
