@@ -179,15 +179,9 @@ impl<'a> FrameTable<'a> {
                 table.stats.add(usage, 1);
             }
         }
-        // Thread the free list from the top down so the lowest frame is
-        // handed out first.
-        for mfn in (0..table.pages.len()).rev() {
-            if table.pages[mfn].owner == OWNER_FREE {
-                table.pages[mfn].next = table.free_head;
-                table.free_head = mfn as u32;
-                table.stats.free += 1;
-            }
-        }
+        table.stats.free = table.stats.ram - table.stats.hypervisor - table.stats.module - table.stats.domain;
+        // The free list runs lowest frame first.
+        table.rebuild_free_list();
         Ok(table)
     }
 
@@ -228,6 +222,53 @@ impl<'a> FrameTable<'a> {
         self.stats.sub(usage, 1);
         self.stats.free += 1;
         Ok(())
+    }
+
+    /// Takes `count` contiguous free frames in `[min, max)` for `owner`,
+    /// lowest first. Costs one pass over the table: meant for building
+    /// domains and boot-time structures, not for hot paths.
+    pub fn claim_run(&mut self, count: u64, owner: FrameUse, min: Mfn, max: Mfn) -> Option<FrameRange> {
+        debug_assert!(!matches!(owner, FrameUse::Free | FrameUse::Absent));
+        if count == 0 {
+            return None;
+        }
+        let max = max.min(self.frames());
+        let (mut start, mut len) = (min, 0);
+        let mut found = None;
+        for mfn in min..max {
+            if self.pages[mfn as usize].owner == OWNER_FREE {
+                if len == 0 {
+                    start = mfn;
+                }
+                len += 1;
+                if len == count {
+                    found = Some(FrameRange { start, end: start + count });
+                    break;
+                }
+            } else {
+                len = 0;
+            }
+        }
+        let run = found?;
+        for mfn in run.start..run.end {
+            self.pages[mfn as usize].owner = encode(owner);
+        }
+        self.stats.free -= count;
+        self.stats.add(owner, count);
+        self.rebuild_free_list();
+        Some(run)
+    }
+
+    fn rebuild_free_list(&mut self) {
+        self.free_head = NIL;
+        for mfn in (0..self.pages.len()).rev() {
+            if self.pages[mfn].owner == OWNER_FREE {
+                self.pages[mfn].next = self.free_head;
+                self.free_head = mfn as u32;
+            } else {
+                self.pages[mfn].next = NIL;
+            }
+        }
     }
 
     /// Frame counts by use.
@@ -340,6 +381,20 @@ mod tests {
         assert_eq!(find_free_run(&ram, &claims, 0x90, 0x100, 0x1000), Some(range(0x210, 0x2a0)));
         assert_eq!(find_free_run(&ram, &claims, 0x10, 0, 0x50), Some(range(0, 0x10)));
         assert_eq!(find_free_run(&ram, &claims, 0x1000, 0x100, 0x1000), None);
+    }
+
+    #[test]
+    fn claim_run_takes_contiguous_free_frames() {
+        let mut pages = vec![PageInfo::default(); 64];
+        let mut t = FrameTable::new(&mut pages, &[range(0, 64)], &[(range(10, 12), FrameUse::Hypervisor)]).unwrap();
+        assert_eq!(t.alloc(FrameUse::Hypervisor), Some(0));
+        assert_eq!(t.claim_run(8, FrameUse::Domain(0), 1, 64), Some(range(1, 9)));
+        assert_eq!(t.claim_run(8, FrameUse::Domain(0), 1, 64), Some(range(12, 20)), "skips the claimed hole");
+        assert_eq!(t.claim_run(64, FrameUse::Domain(0), 0, 64), None);
+        assert_eq!(t.alloc(FrameUse::Hypervisor), Some(9), "free list rebuilt, lowest first");
+        assert_eq!(t.usage(15), FrameUse::Domain(0));
+        assert!(t.stats().is_consistent());
+        assert_eq!(t.stats().domain, 16);
     }
 
     /// A small deterministic PRNG, so the test needs no dependencies.

@@ -2,6 +2,7 @@
 
 pub mod frame;
 pub mod memmap;
+pub mod pagetable;
 
 /// A machine frame number (physical address >> 12).
 pub type Mfn = u64;

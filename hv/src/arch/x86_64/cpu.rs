@@ -155,3 +155,43 @@ pub fn init_syscall(entry64: u64, entry32: u64) {
         unsafe { wrmsr(index, value) };
     }
 }
+
+/// Remaps the legacy PICs away from the exception vectors (to 0x20–0x2f)
+/// and masks every line: the hypervisor takes no device interrupts yet, and
+/// guests run with interrupts enabled, so an unmasked timer would arrive on
+/// vector 8 and look like a double fault.
+pub fn disable_pic() {
+    const PIC1: u16 = 0x20;
+    const PIC2: u16 = 0xa0;
+    for (port, value) in [
+        (PIC1, 0x11), // ICW1: initialise, ICW4 follows
+        (PIC2, 0x11),
+        (PIC1 + 1, 0x20), // ICW2: vector base
+        (PIC2 + 1, 0x28),
+        (PIC1 + 1, 4), // ICW3: slave on line 2
+        (PIC2 + 1, 2),
+        (PIC1 + 1, 1), // ICW4: 8086 mode
+        (PIC2 + 1, 1),
+        (PIC1 + 1, 0xff), // mask everything
+        (PIC2 + 1, 0xff),
+    ] {
+        outb(port, value);
+    }
+}
+
+/// FS base MSR.
+pub const MSR_FS_BASE: u32 = 0xC000_0100;
+/// GS base MSR (the guest kernel's GS while the guest is in kernel mode).
+pub const MSR_GS_BASE: u32 = 0xC000_0101;
+/// The GS base `swapgs` exchanges with (the guest user's, in kernel mode).
+pub const MSR_SHADOW_GS_BASE: u32 = 0xC000_0102;
+
+/// Loads a GS selector for guest user mode, keeping the kernel GS base.
+///
+/// # Safety
+/// `selector` must be null or a valid data segment selector with RPL 3.
+pub unsafe fn load_user_gs_selector(selector: u16) {
+    // SAFETY: `swapgs` brackets the load so it lands in the user (shadow)
+    // half; the caller vouches for the selector, so the load cannot fault.
+    unsafe { asm!("swapgs", "mov gs, {0:x}", "swapgs", in(reg) selector, options(nostack, preserves_flags)) }
+}

@@ -16,6 +16,7 @@ pub const IST_STACK_SIZE: usize = 16 * 1024;
 
 /// Brings up the boot CPU: descriptor tables, traps, SYSCALL, control bits.
 pub fn init_boot_cpu() {
+    cpu::disable_pic();
     gdt::init_boot_cpu();
     idt::init();
     cpu::init_features();

@@ -42,3 +42,9 @@ pub fn write_bytes(bytes: &[u8]) {
         write_byte(b);
     }
 }
+
+/// Reads one pending input byte, if any.
+pub fn read_byte() -> Option<u8> {
+    const LSR_DATA_READY: u8 = 1 << 0;
+    (inb(COM1 + LSR) & LSR_DATA_READY != 0).then(|| inb(COM1 + THR))
+}

@@ -1,43 +1,21 @@
-//! Exception and interrupt entry, and the SYSCALL entry points.
+//! Exception, interrupt and SYSCALL entry, and the way back to guests.
 //!
 //! Every IDT vector has a 16-byte stub at `trap_stubs + 16 * vector` that
 //! pushes a zero error code when the CPU does not, then the vector, and
 //! joins `trap_common`, which saves the general registers as a
-//! [`TrapFrame`] and calls [`hv_trap`]. Guests do not run yet, so every
-//! trap is the hypervisor's own: faults are fatal and reported in full.
+//! [`Regs`] frame and calls [`hv_trap`]. The SYSCALL entry builds the same
+//! frame. Whatever the handler leaves in the frame is restored by
+//! `trap_return` with `iretq`: that is how guests are resumed.
+//!
+//! Traps from a guest go to the guest runner; traps in the hypervisor are
+//! fatal, except a fault on the one instruction that copies guest memory,
+//! which is turned into an error for the copy's caller.
 
 use super::cpu;
 use super::power;
 use crate::console;
 use hv::exit::Exit;
-
-/// Registers saved on entry, lowest address first.
-#[repr(C)]
-#[derive(Debug)]
-pub struct TrapFrame {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub rbp: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub rcx: u64,
-    pub rbx: u64,
-    pub rax: u64,
-    pub vector: u64,
-    pub error_code: u64,
-    pub rip: u64,
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
-}
+use hv::regs::Regs;
 
 core::arch::global_asm!(
     r#"
@@ -77,6 +55,8 @@ trap_common:
     mov %rsp, %rdi
     cld
     call hv_trap
+    .global trap_return
+trap_return:
     pop %r15
     pop %r14
     pop %r13
@@ -96,17 +76,25 @@ trap_common:
     iretq
 
     /*
-     * SYSCALL from ring 3. No guest runs yet, so this cannot happen; if it
-     * does, report it from a known stack rather than trust the caller's.
+     * SYSCALL from ring 3 (a guest). The CPU leaves the guest's RIP in rcx
+     * and RFLAGS in r11 and does not switch stacks: park the guest's rsp,
+     * take this CPU's hypervisor stack, and build the same frame an
+     * exception from ring 3 would, so one exit path serves both.
      */
     .global syscall_entry64
 syscall_entry64:
+    mov %rsp, syscall_guest_rsp(%rip)
     movabs $boot_stack_top, %rsp
-    mov %rcx, %rdi
-    mov $64, %esi
-    call hv_unexpected_syscall
-    ud2
+    push ${guest_ss}
+    push syscall_guest_rsp(%rip)
+    push %r11
+    push ${guest_cs}
+    push %rcx
+    push $0
+    push ${syscall_vector}
+    jmp trap_common
 
+    /* Compatibility-mode SYSCALL: no 32-bit guest code runs here. */
     .global syscall_entry32
 syscall_entry32:
     movabs $boot_stack_top, %rsp
@@ -114,7 +102,38 @@ syscall_entry32:
     mov $32, %esi
     call hv_unexpected_syscall
     ud2
+
+    /* Starts or resumes a guest from a saved frame: enter_guest(&Regs). */
+    .global enter_guest
+enter_guest:
+    mov %rdi, %rsp
+    jmp trap_return
+
+    /*
+     * Copies between hypervisor and guest memory with the guest's page
+     * tables loaded: hv_copy_guest(dst, src, len) returns the bytes NOT
+     * copied. A fault on the `rep movsb` resumes at the fixup, which
+     * returns what is left in rcx (see hv_trap).
+     */
+    .global hv_copy_guest, copy_guest_insn, copy_guest_fixup
+hv_copy_guest:
+    mov %rdx, %rcx
+copy_guest_insn:
+    rep movsb
+    xor %eax, %eax
+    ret
+copy_guest_fixup:
+    mov %rcx, %rax
+    ret
+
+    .section .bss.syscall, "aw", @nobits
+    .balign 8
+syscall_guest_rsp:
+    .skip 8
 "#,
+    guest_ss = const hv::regs::GUEST_SS,
+    guest_cs = const hv::regs::GUEST_CS64,
+    syscall_vector = const hv::regs::SYSCALL_VECTOR,
     options(att_syntax)
 );
 
@@ -122,6 +141,10 @@ extern "C" {
     static trap_stubs: [u8; 256 * 16];
     fn syscall_entry64();
     fn syscall_entry32();
+    fn enter_guest(regs: *const Regs) -> !;
+    fn hv_copy_guest(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    static copy_guest_insn: u8;
+    static copy_guest_fixup: u8;
 }
 
 /// Address of the entry stub for `vector`.
@@ -140,6 +163,33 @@ pub fn syscall32_entry_addr() -> u64 {
     syscall_entry32 as *const () as u64
 }
 
+/// Switches to a guest: restores `regs` and `iretq`s to it. The guest's
+/// page tables must be loaded, and `regs` must describe ring-3 state with
+/// a canonical `rip` and `rsp` (the caller validated them).
+pub fn resume_guest(regs: &Regs) -> ! {
+    debug_assert!(regs.from_guest());
+    // SAFETY: `enter_guest` only reads the frame and never returns; the
+    // frame was built or validated by the hypervisor for ring 3.
+    unsafe { enter_guest(regs) }
+}
+
+/// Copies `len` bytes between `dst` and `src`, one of which is a guest
+/// address in the current address space, turning any fault into `Err`.
+///
+/// # Safety
+/// The hypervisor side of the copy must be valid for `len` bytes, and the
+/// guest side must have been checked with [`hv::guest::range_ok`], so that
+/// a fault is the only way the copy can go wrong.
+pub unsafe fn copy_guest(dst: *mut u8, src: *const u8, len: usize) -> Result<(), ()> {
+    // SAFETY: the caller vouches for both ranges; faults are fixed up.
+    let left = unsafe { hv_copy_guest(dst, src, len) };
+    if left == 0 {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
 /// Conventional names of the architectural exception vectors.
 pub fn vector_name(vector: u64) -> &'static str {
     const NAMES: [&str; 32] = [
@@ -147,23 +197,36 @@ pub fn vector_name(vector: u64) -> &'static str {
         "RSVD", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "RSVD", "RSVD", "RSVD", "RSVD", "RSVD", "RSVD", "#HV", "#VC",
         "#SX", "RSVD",
     ];
-    NAMES.get(vector as usize).copied().unwrap_or("interrupt")
+    match vector {
+        hv::regs::SYSCALL_VECTOR => "SYSCALL",
+        v => NAMES.get(v as usize).copied().unwrap_or("interrupt"),
+    }
 }
 
 /// Common trap handler, called by `trap_common` with interrupts off.
 #[no_mangle]
-extern "C" fn hv_trap(frame: &mut TrapFrame) {
-    if frame.vector == 2 {
-        // An NMI is not a fault in the code it interrupted.
-        log::warn!("NMI received at rip {:#018x}; continuing", frame.rip);
+extern "C" fn hv_trap(frame: &mut Regs) {
+    if frame.from_guest() && !matches!(frame.vector, 2 | 8 | 18) {
+        crate::run::from_guest(frame);
         return;
     }
-    fatal_trap(frame);
+    match frame.vector {
+        // An NMI is not a fault in the code it interrupted.
+        2 => log::warn!("NMI received at rip {:#018x}; continuing", frame.rip),
+        // A guest copy faulted: the copy reports what it could not do.
+        13 | 14 if frame.rip == core::ptr::addr_of!(copy_guest_insn) as u64 => {
+            frame.rip = core::ptr::addr_of!(copy_guest_fixup) as u64;
+        }
+        // External interrupts: all sources are masked, so these are the
+        // PIC's spurious IRQ 7 and 15 (no EOI for those).
+        32..=255 => log::debug!("spurious interrupt, vector {}", frame.vector),
+        _ => fatal_trap(frame),
+    }
 }
 
 /// Reports a trap the hypervisor cannot handle and stops the machine.
-fn fatal_trap(frame: &TrapFrame) -> ! {
-    let where_ = if frame.cs & 3 == 0 { "in the hypervisor" } else { "from ring 3 with no guest running" };
+fn fatal_trap(frame: &Regs) -> ! {
+    let where_ = if frame.from_guest() { "while a guest ran" } else { "in the hypervisor" };
     let cr2 = cpu::read_cr2();
     let cr3 = cpu::read_cr3();
     console::emergency(format_args!(
@@ -193,10 +256,10 @@ fn fatal_trap(frame: &TrapFrame) -> ! {
     stop_with(Exit::HypervisorFault)
 }
 
-/// A SYSCALL arrived although no guest runs.
+/// A compatibility-mode SYSCALL: no 32-bit code should be running.
 #[no_mangle]
 extern "C" fn hv_unexpected_syscall(rip: u64, mode: u64) -> ! {
-    console::emergency(format_args!("FATAL: {mode}-bit SYSCALL from rip {rip:#018x} with no guest running\n"));
+    console::emergency(format_args!("FATAL: {mode}-bit SYSCALL from rip {rip:#018x}\n"));
     stop_with(Exit::HypervisorFault)
 }
 

@@ -1,0 +1,176 @@
+//! Running guests: the running domain, and what happens on each entry
+//! from it (a hypercall or an exception).
+
+use crate::arch::{cpu, serial, traps};
+use crate::console;
+use abi::arch::SegmentBase;
+use abi::sched::ShutdownReason;
+use abi::shared_info::SharedInfo;
+use hv::domain::{Domain, Stopped};
+use hv::exit::Exit;
+use hv::guest::{Fault, GuestMemory, GuestPtr};
+use hv::hypercall::{self, Action, Ctx, Platform};
+use hv::layout::{DIRECTMAP_START, PAGE_SIZE};
+use hv::mm::frame::DomId;
+use hv::mm::Mfn;
+use hv::regs::{Regs, SYSCALL_VECTOR};
+use hv::sync::SpinLock;
+use hv::trap::{self, Exception};
+
+/// A domain ready to run on this CPU.
+#[derive(Debug)]
+pub struct Guest {
+    /// The domain.
+    pub domain: Domain,
+    /// Its shared-info frame.
+    pub shared_info: Mfn,
+}
+
+/// The guest running on this CPU.
+static CURRENT: SpinLock<Option<Guest>> = SpinLock::new(None);
+
+/// The shared-info page of frame `mfn`, through the direct map.
+fn shared_info(mfn: Mfn) -> *mut SharedInfo {
+    (DIRECTMAP_START + mfn * PAGE_SIZE) as *mut SharedInfo
+}
+
+/// Starts `guest` with registers `regs` on page tables `cr3`.
+pub fn start(guest: Guest, regs: &Regs) -> ! {
+    let cr3 = guest.domain.vcpu.cr3;
+    log::info!("d{}: starting at rip {:#x}", guest.domain.id, regs.rip);
+    *CURRENT.lock() = Some(guest);
+    // SAFETY: the builder made `cr3` a complete address space whose
+    // hypervisor slots are the hypervisor's own, so this code, its stack and
+    // the direct map stay mapped.
+    unsafe { cpu::write_cr3(cr3) };
+    traps::resume_guest(regs)
+}
+
+/// The running guest's address space, through its own page tables.
+struct CurrentSpace;
+
+impl GuestMemory for CurrentSpace {
+    fn read_raw(&mut self, src: GuestPtr, buf: &mut [u8]) -> Result<(), Fault> {
+        // SAFETY: `buf` is ours; the guest range was checked by `hv::guest`.
+        unsafe { traps::copy_guest(buf.as_mut_ptr(), src.0 as *const u8, buf.len()) }
+            .map_err(|()| Fault { addr: src.0 })
+    }
+
+    fn write_raw(&mut self, dst: GuestPtr, data: &[u8]) -> Result<(), Fault> {
+        // SAFETY: as above, the other way round.
+        unsafe { traps::copy_guest(dst.0 as *mut u8, data.as_ptr(), data.len()) }.map_err(|()| Fault { addr: dst.0 })
+    }
+}
+
+/// The hardware, as hypercall handlers see it.
+struct Machine;
+
+impl Platform for Machine {
+    fn console_write(&mut self, domain: DomId, bytes: &[u8]) {
+        // Dom0 writes straight to the console, as on Xen.
+        let _ = domain;
+        serial::write_bytes(bytes);
+    }
+
+    fn console_read(&mut self, buf: &mut [u8]) -> usize {
+        let mut n = 0;
+        while n < buf.len() {
+            match serial::read_byte() {
+                Some(b) => buf[n] = b,
+                None => break,
+            }
+            n += 1;
+        }
+        n
+    }
+
+    fn load_segment_base(&mut self, which: SegmentBase, value: u64) {
+        match which {
+            // SAFETY (all arms): the handler checked the value is canonical
+            // (or a selector that exists); these MSRs only affect guest
+            // segments, which the hypervisor does not use.
+            SegmentBase::Fs => unsafe { cpu::wrmsr(cpu::MSR_FS_BASE, value) },
+            // SAFETY: as above.
+            SegmentBase::GsKernel => unsafe { cpu::wrmsr(cpu::MSR_GS_BASE, value) },
+            // SAFETY: as above.
+            SegmentBase::GsUser => unsafe { cpu::wrmsr(cpu::MSR_SHADOW_GS_BASE, value) },
+            // SAFETY: the handler allows only the null and flat data selectors.
+            SegmentBase::GsUserSel => unsafe { cpu::load_user_gs_selector(value as u16) },
+        }
+    }
+}
+
+/// Handles an entry from the running guest; on return the frame says where
+/// it resumes.
+pub fn from_guest(regs: &mut Regs) {
+    let mut current = CURRENT.lock();
+    let Some(guest) = current.as_mut() else {
+        console::emergency(format_args!(
+            "FATAL: {} from ring 3 at rip {:#x} with no guest running\n",
+            traps::vector_name(regs.vector),
+            regs.rip
+        ));
+        traps::stop_with(Exit::HypervisorFault)
+    };
+    // SAFETY: the shared-info frame belongs to this domain for its whole
+    // life and the hypervisor is the only other user; nothing else holds a
+    // reference while the guest is not running.
+    let vinfo = unsafe { &mut (*shared_info(guest.shared_info)).vcpu_info[0] };
+    if regs.vector == SYSCALL_VECTOR {
+        if !guest.domain.vcpu.kernel_mode {
+            crash(guest, regs, "system call from guest user mode, which is not supported yet");
+        }
+        let mut ctx = Ctx { regs, domain: &mut guest.domain, vinfo, mem: &mut CurrentSpace, platform: &mut Machine };
+        let action = hypercall::dispatch(&mut ctx);
+        match hypercall::complete(regs, action) {
+            None => {}
+            Some(Action::Shutdown(reason)) => shut_down(guest, reason),
+            Some(Action::Crash(why)) => crash(guest, regs, why),
+            Some(other) => unreachable!("complete() passes on only shutdowns and crashes, got {other:?}"),
+        }
+        return;
+    }
+    let Ok(vector) = u8::try_from(regs.vector) else { return };
+    if vector >= 32 {
+        // A spurious interrupt while the guest ran (all lines are masked).
+        return;
+    }
+    let exc = Exception { vector, cr2: cpu::read_cr2() };
+    let mut cpuid = |leaf, sub| {
+        let r = core::arch::x86_64::__cpuid_count(leaf, sub);
+        [r.eax, r.ebx, r.ecx, r.edx]
+    };
+    if let Err(c) = trap::guest_exception(regs, &mut guest.domain.vcpu, vinfo, &mut CurrentSpace, exc, &mut cpuid) {
+        log::error!(
+            "d{}: crashed: {} (vector {}) at rip {:#x}: {}",
+            guest.domain.id,
+            traps::vector_name(c.vector.into()),
+            c.vector,
+            c.rip,
+            c.reason
+        );
+        stop(guest, Stopped::Crashed);
+    }
+}
+
+fn crash(guest: &mut Guest, regs: &Regs, why: &str) -> ! {
+    log::error!("d{}: crashed at rip {:#x}: {why}", guest.domain.id, regs.rip);
+    stop(guest, Stopped::Crashed)
+}
+
+fn shut_down(guest: &mut Guest, reason: ShutdownReason) -> ! {
+    log::info!("d{}: shut down ({reason:?})", guest.domain.id);
+    stop(guest, Stopped::Shutdown(reason))
+}
+
+/// Stops a domain. Dom0 is the only domain so far: when it stops, so
+/// does the machine, with a status that says how.
+fn stop(guest: &mut Guest, how: Stopped) -> ! {
+    guest.domain.stopped = Some(how);
+    let exit = match how {
+        Stopped::Shutdown(ShutdownReason::Poweroff) => Exit::PowerOff,
+        Stopped::Shutdown(ShutdownReason::Reboot) => Exit::Dom0Reboot,
+        Stopped::Shutdown(_) | Stopped::Crashed => Exit::Dom0Crash,
+    };
+    traps::stop_with(exit)
+}
