@@ -10,6 +10,8 @@ mod arch;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod memory;
+#[cfg(target_os = "none")]
 mod run;
 #[cfg(target_os = "none")]
 mod setup;

@@ -18,3 +18,8 @@ pub fn drop_identity_map() {
     // SAFETY: same tables, minus the identity map: a full TLB flush.
     unsafe { write_cr3(read_cr3()) };
 }
+
+/// The machine frame of the hypervisor's own (idle) L4.
+pub fn idle_l4_mfn() -> u64 {
+    (&raw const boot_pml4 as u64 - hv::layout::IMAGE_VIRT_OFFSET) >> 12
+}

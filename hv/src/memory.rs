@@ -1,0 +1,101 @@
+//! The machine's memory as the hypervisor manages it: the frame table, the
+//! hypervisor's own page tables, and the machine-to-phys table.
+
+use crate::arch::{cpu, paging};
+use crate::setup::FRAMES;
+use hv::layout::{DIRECTMAP_START, FIRST_RESERVED_L4_SLOT, LAST_RESERVED_L4_SLOT, MACH2PHYS_VIRT_START, PAGE_SIZE};
+use hv::mm::frame::FrameUse;
+use hv::mm::pagetable::{self, pte, MapError, TableMemory};
+use hv::mm::Mfn;
+use hv::sync::SpinLock;
+
+/// The direct-map address of frame `mfn` (RAM below the direct map's end).
+pub fn frame_ptr(mfn: Mfn) -> *mut u8 {
+    (DIRECTMAP_START + mfn * PAGE_SIZE) as *mut u8
+}
+
+/// Zeroes frame `mfn`.
+///
+/// # Safety
+/// The frame must be RAM the caller owns and nobody else is using.
+pub unsafe fn zero_frame(mfn: Mfn) {
+    // SAFETY: the caller owns the frame; the direct map covers it.
+    unsafe { core::ptr::write_bytes(frame_ptr(mfn), 0, PAGE_SIZE as usize) };
+}
+
+/// Page tables in machine frames, reached through the direct map; new
+/// tables are hypervisor frames from the frame table.
+pub struct DirectTables;
+
+impl TableMemory for DirectTables {
+    fn table(&mut self, mfn: Mfn) -> &mut [u64; 512] {
+        // SAFETY: callers only pass frames that hold page tables they own
+        // (the idle tables, or a domain's tables while it is being built).
+        unsafe { &mut *frame_ptr(mfn).cast::<[u64; 512]>() }
+    }
+
+    fn alloc_table(&mut self) -> Option<Mfn> {
+        let mfn = FRAMES.lock().as_mut()?.alloc(FrameUse::Hypervisor)?;
+        // SAFETY: freshly allocated, so ours alone.
+        unsafe { zero_frame(mfn) };
+        Some(mfn)
+    }
+}
+
+/// The machine-to-phys table: `(first frame, entries)`.
+static M2P: SpinLock<Option<(Mfn, u64)>> = SpinLock::new(None);
+
+/// An M2P entry for a frame no guest owns.
+pub const INVALID_M2P_ENTRY: u64 = u64::MAX;
+
+/// Allocates the M2P for `frames` machine frames, marks every entry invalid,
+/// and maps it read-only for guests at `MACH2PHYS_VIRT_START`.
+pub fn init_m2p(frames: u64) -> Result<(), &'static str> {
+    let pages = (frames * 8).div_ceil(PAGE_SIZE);
+    let run = FRAMES
+        .lock()
+        .as_mut()
+        .and_then(|t| t.claim_run(pages, FrameUse::Hypervisor, 0x100, t.frames()))
+        .ok_or("no room for the machine-to-phys table")?;
+    let l4 = paging::idle_l4_mfn();
+    for (i, mfn) in (run.start..run.end).enumerate() {
+        let page = frame_ptr(mfn).cast::<u64>();
+        for e in 0..512 {
+            // SAFETY: the run was just claimed for the M2P; the direct map
+            // covers it.
+            unsafe { page.add(e).write(INVALID_M2P_ENTRY) };
+        }
+        let va = MACH2PHYS_VIRT_START + i as u64 * PAGE_SIZE;
+        pagetable::map_4k(&mut DirectTables, l4, va, (mfn << 12) | pte::P | pte::U | pte::NX, pte::P | pte::RW | pte::U)
+            .map_err(|e| match e {
+                MapError::OutOfMemory => "no memory for the M2P's page tables",
+                MapError::LargePage => "the M2P range is covered by a large page",
+            })?;
+    }
+    *M2P.lock() = Some((run.start, frames));
+    // SAFETY: only added mappings in the idle tables; flush to be plain.
+    unsafe { cpu::write_cr3(cpu::read_cr3()) };
+    log::debug!("m2p: {} frames at {:#x}, mapped at {:#x}", pages, run.start << 12, MACH2PHYS_VIRT_START);
+    Ok(())
+}
+
+/// Records that machine frame `mfn` is guest frame `pfn`.
+pub fn set_m2p(mfn: Mfn, pfn: u64) {
+    let m2p = M2P.lock();
+    let Some((base, entries)) = *m2p else { return };
+    if mfn < entries {
+        // SAFETY: `mfn < entries`, so the slot lies in the M2P run, which
+        // only the hypervisor writes (guests map it read-only).
+        unsafe { frame_ptr(base).cast::<u64>().add(mfn as usize).write(pfn) };
+    }
+}
+
+/// The hypervisor's L4 entries for the reserved slots 256–271, to copy
+/// into every guest's L4.
+pub fn hypervisor_l4_slots() -> [u64; LAST_RESERVED_L4_SLOT - FIRST_RESERVED_L4_SLOT + 1] {
+    let mut tables = DirectTables;
+    let l4 = tables.table(paging::idle_l4_mfn());
+    let mut slots = [0; LAST_RESERVED_L4_SLOT - FIRST_RESERVED_L4_SLOT + 1];
+    slots.copy_from_slice(&l4[FIRST_RESERVED_L4_SLOT..=LAST_RESERVED_L4_SLOT]);
+    slots
+}
