@@ -122,8 +122,28 @@ pub struct CmdLine<'a> {
     pub log_level: LogLevel,
     /// `debug_fault=`: fault deliberately after boot (testing only).
     pub debug_fault: Option<DebugFault>,
+    /// `dom0_mem=`: dom0's memory in bytes (default [`DEFAULT_DOM0_MEM`]).
+    pub dom0_mem: u64,
     /// Problems found while parsing.
     warnings: FixedVec<Option<Warning<'a>>, 8>,
+}
+
+/// Dom0's memory when `dom0_mem=` is not given.
+pub const DEFAULT_DOM0_MEM: u64 = 64 << 20;
+
+/// Parses a size: a decimal number with an optional `K`, `M` or `G`
+/// suffix (bytes without one).
+pub fn parse_size(value: &str) -> Option<u64> {
+    let (digits, shift) = match value.as_bytes().last()? {
+        b'k' | b'K' => (&value[..value.len() - 1], 10),
+        b'm' | b'M' => (&value[..value.len() - 1], 20),
+        b'g' | b'G' => (&value[..value.len() - 1], 30),
+        _ => (value, 0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 /// `loglvl=` values, for messages.
@@ -135,7 +155,12 @@ impl<'a> CmdLine<'a> {
     /// Parses a multiboot command line. Never fails: problems become
     /// warnings and the defaults stay.
     pub fn parse(line: &'a str) -> CmdLine<'a> {
-        let mut cmd = CmdLine { log_level: LogLevel::Info, debug_fault: None, warnings: FixedVec::new() };
+        let mut cmd = CmdLine {
+            log_level: LogLevel::Info,
+            debug_fault: None,
+            dom0_mem: DEFAULT_DOM0_MEM,
+            warnings: FixedVec::new(),
+        };
         let mut words = line.split_ascii_whitespace().peekable();
         let looks_like_path = |w: &&str| !w.contains('=') && (w.contains('/') || w.ends_with(".elf"));
         if words.peek().is_some_and(looks_like_path) {
@@ -154,6 +179,10 @@ impl<'a> CmdLine<'a> {
                 ("debug_fault", Some(v)) => match DebugFault::parse(v) {
                     Some(fault) => cmd.debug_fault = Some(fault),
                     None => cmd.warn(Warning::BadValue { option, value: v, expected: DEBUG_FAULT_VALUES }),
+                },
+                ("dom0_mem", Some(v)) => match parse_size(v) {
+                    Some(bytes) if bytes >= 1 << 20 => cmd.dom0_mem = bytes,
+                    _ => cmd.warn(Warning::BadValue { option, value: v, expected: "a size of at least 1M, like 64M" }),
                 },
                 _ => cmd.warn(Warning::UnknownOption(word)),
             }
@@ -235,6 +264,22 @@ mod tests {
         let w = warnings(line);
         assert_eq!(w.len(), 8);
         assert_eq!(w[7], "more command-line problems than shown");
+    }
+
+    #[test]
+    fn dom0_mem_sizes() {
+        assert_eq!(CmdLine::parse("").dom0_mem, DEFAULT_DOM0_MEM);
+        assert_eq!(CmdLine::parse("dom0_mem=128M").dom0_mem, 128 << 20);
+        assert_eq!(CmdLine::parse("dom0_mem=1G").dom0_mem, 1 << 30);
+        assert_eq!(CmdLine::parse("dom0_mem=65536k").dom0_mem, 64 << 20);
+        assert_eq!(parse_size("4096"), Some(4096));
+        for bad in ["", "M", "12X", "-1M", "99999999999999999999G", "1.5G"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        assert_eq!(
+            warnings("dom0_mem=12"),
+            ["bad value '12' for dom0_mem= (expected a size of at least 1M, like 64M); ignored"]
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Domains and their virtual CPUs: the state the hypervisor keeps per guest.
 
 use crate::mm::frame::DomId;
+use crate::mm::memmap::FrameRange;
 use abi::arch::TrapInfo;
 use abi::sched::ShutdownReason;
 
@@ -90,11 +91,22 @@ pub struct Domain {
     pub shutdown_code: Option<ShutdownReason>,
     /// Set once the domain has stopped.
     pub stopped: Option<Stopped>,
+    /// Frames holding the domain's page tables, which it may never map
+    /// writable. Until page-type tracking lands these are the bootstrap
+    /// tables, the only ones a guest can have.
+    pub page_table_frames: FrameRange,
 }
 
 impl Domain {
     /// A new, running domain with one vCPU.
     pub fn new(id: DomId, privileged: bool, cr3: u64) -> Domain {
-        Domain { id, privileged, vcpu: Vcpu::new(0, cr3), shutdown_code: None, stopped: None }
+        Domain {
+            id,
+            privileged,
+            vcpu: Vcpu::new(0, cr3),
+            shutdown_code: None,
+            stopped: None,
+            page_table_frames: FrameRange::default(),
+        }
     }
 }

@@ -109,7 +109,16 @@ unsafe impl Pod for abi::sched::SchedShutdown {}
 // SAFETY: as above.
 unsafe impl Pod for abi::sched::XenFeatureInfo {}
 // SAFETY: as above.
+unsafe impl Pod for abi::start_info::StartInfo {}
+// SAFETY: as above.
 unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
+
+/// The bytes of a plain-old-data value.
+pub fn bytes_of<T: Pod>(value: &T) -> &[u8] {
+    // SAFETY: T: Pod has no padding, so all its bytes are initialised, and
+    // the slice borrows `value`.
+    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
+}
 
 /// Reads one `T` from the guest.
 pub fn read_obj<T: Pod, M: GuestMemory + ?Sized>(mem: &mut M, src: GuestPtr) -> Result<T, Fault> {
@@ -124,9 +133,7 @@ pub fn read_obj<T: Pod, M: GuestMemory + ?Sized>(mem: &mut M, src: GuestPtr) -> 
 
 /// Writes one `T` to the guest.
 pub fn write_obj<T: Pod, M: GuestMemory + ?Sized>(mem: &mut M, dst: GuestPtr, value: &T) -> Result<(), Fault> {
-    // SAFETY: T: Pod has no padding, so all its bytes are initialised.
-    let bytes = unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), core::mem::size_of::<T>()) };
-    write(mem, dst, bytes)
+    write(mem, dst, bytes_of(value))
 }
 
 /// A fake guest memory for host tests: one region of bytes at a base

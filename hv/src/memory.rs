@@ -29,8 +29,9 @@ pub struct DirectTables;
 
 impl TableMemory for DirectTables {
     fn table(&mut self, mfn: Mfn) -> &mut [u64; 512] {
-        // SAFETY: callers only pass frames that hold page tables they own
-        // (the idle tables, or a domain's tables while it is being built).
+        // SAFETY: callers only pass frames the hypervisor owns and uses as
+        // tables of u64s (the idle page tables, the M2P), which the direct
+        // map covers and nothing else references while they are edited.
         unsafe { &mut *frame_ptr(mfn).cast::<[u64; 512]>() }
     }
 
@@ -59,18 +60,19 @@ pub fn init_m2p(frames: u64) -> Result<(), &'static str> {
         .ok_or("no room for the machine-to-phys table")?;
     let l4 = paging::idle_l4_mfn();
     for (i, mfn) in (run.start..run.end).enumerate() {
-        let page = frame_ptr(mfn).cast::<u64>();
-        for e in 0..512 {
-            // SAFETY: the run was just claimed for the M2P; the direct map
-            // covers it.
-            unsafe { page.add(e).write(INVALID_M2P_ENTRY) };
-        }
+        DirectTables.table(mfn).fill(INVALID_M2P_ENTRY);
         let va = MACH2PHYS_VIRT_START + i as u64 * PAGE_SIZE;
-        pagetable::map_4k(&mut DirectTables, l4, va, (mfn << 12) | pte::P | pte::U | pte::NX, pte::P | pte::RW | pte::U)
-            .map_err(|e| match e {
-                MapError::OutOfMemory => "no memory for the M2P's page tables",
-                MapError::LargePage => "the M2P range is covered by a large page",
-            })?;
+        pagetable::map_4k(
+            &mut DirectTables,
+            l4,
+            va,
+            (mfn << 12) | pte::P | pte::U | pte::NX,
+            pte::P | pte::RW | pte::U,
+        )
+        .map_err(|e| match e {
+            MapError::OutOfMemory => "no memory for the M2P's page tables",
+            MapError::LargePage => "the M2P range is covered by a large page",
+        })?;
     }
     *M2P.lock() = Some((run.start, frames));
     // SAFETY: only added mappings in the idle tables; flush to be plain.
@@ -84,9 +86,8 @@ pub fn set_m2p(mfn: Mfn, pfn: u64) {
     let m2p = M2P.lock();
     let Some((base, entries)) = *m2p else { return };
     if mfn < entries {
-        // SAFETY: `mfn < entries`, so the slot lies in the M2P run, which
-        // only the hypervisor writes (guests map it read-only).
-        unsafe { frame_ptr(base).cast::<u64>().add(mfn as usize).write(pfn) };
+        // The M2P run is the hypervisor's; guests map it read-only.
+        DirectTables.table(base + mfn / 512)[(mfn % 512) as usize] = pfn;
     }
 }
 

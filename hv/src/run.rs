@@ -3,6 +3,7 @@
 
 use crate::arch::{cpu, serial, traps};
 use crate::console;
+use crate::setup::FRAMES;
 use abi::arch::SegmentBase;
 use abi::sched::ShutdownReason;
 use abi::shared_info::SharedInfo;
@@ -11,7 +12,7 @@ use hv::exit::Exit;
 use hv::guest::{Fault, GuestMemory, GuestPtr};
 use hv::hypercall::{self, Action, Ctx, Platform};
 use hv::layout::{DIRECTMAP_START, PAGE_SIZE};
-use hv::mm::frame::DomId;
+use hv::mm::frame::{DomId, FrameUse};
 use hv::mm::Mfn;
 use hv::regs::{Regs, SYSCALL_VECTOR};
 use hv::sync::SpinLock;
@@ -86,9 +87,8 @@ impl Platform for Machine {
 
     fn load_segment_base(&mut self, which: SegmentBase, value: u64) {
         match which {
-            // SAFETY (all arms): the handler checked the value is canonical
-            // (or a selector that exists); these MSRs only affect guest
-            // segments, which the hypervisor does not use.
+            // SAFETY: the handler checked the value is canonical; these MSRs
+            // only affect guest segments, which the hypervisor does not use.
             SegmentBase::Fs => unsafe { cpu::wrmsr(cpu::MSR_FS_BASE, value) },
             // SAFETY: as above.
             SegmentBase::GsKernel => unsafe { cpu::wrmsr(cpu::MSR_GS_BASE, value) },
@@ -96,6 +96,27 @@ impl Platform for Machine {
             SegmentBase::GsUser => unsafe { cpu::wrmsr(cpu::MSR_SHADOW_GS_BASE, value) },
             // SAFETY: the handler allows only the null and flat data selectors.
             SegmentBase::GsUserSel => unsafe { cpu::load_user_gs_selector(value as u16) },
+        }
+    }
+
+    fn page_table(&mut self, mfn: Mfn) -> Option<&mut [u64; 512]> {
+        if matches!(self.frame_owner(mfn), FrameUse::Absent) {
+            return None;
+        }
+        // SAFETY: the frame is RAM (so direct-mapped); handlers only edit
+        // tables of the calling domain, which runs on this CPU alone.
+        Some(unsafe { &mut *crate::memory::frame_ptr(mfn).cast::<[u64; 512]>() })
+    }
+
+    fn frame_owner(&mut self, mfn: Mfn) -> FrameUse {
+        FRAMES.lock().as_ref().map_or(FrameUse::Absent, |t| t.usage(mfn))
+    }
+
+    fn flush_tlb(&mut self, va: Option<u64>) {
+        match va {
+            Some(va) => cpu::invlpg(va),
+            // SAFETY: reloading the current CR3 only flushes the TLB.
+            None => unsafe { cpu::write_cr3(cpu::read_cr3()) },
         }
     }
 }

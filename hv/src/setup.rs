@@ -3,12 +3,14 @@
 use crate::arch::{self, traps::stop_with};
 use crate::console;
 use core::fmt;
+use hv::build::{self, MachineFrames, PvDomainSpec};
 use hv::cmdline::{CmdLine, DebugFault};
 use hv::exit::Exit;
 use hv::layout::{BOOT_DIRECTMAP_BYTES, DIRECTMAP_START, IMAGE_PHYS_START, IMAGE_VIRT_OFFSET, PAGE_SIZE};
 use hv::mm::frame::{find_free_run, FrameStats, FrameTable, FrameUse, PageInfo};
 use hv::mm::memmap::FrameRange;
-use hv::multiboot::{BootInfo, BootInfoError, PhysMemory};
+use hv::mm::Mfn;
+use hv::multiboot::{BootInfo, BootInfoError, Module, PhysMemory};
 use hv::sync::SpinLock;
 
 /// The machine's frames. `None` only until `init_memory` has run.
@@ -88,16 +90,116 @@ extern "C" fn hv_start64(magic: u32, mbi: u32) -> ! {
         trigger(fault);
     }
 
+    let machine_frames = FRAMES.lock().as_ref().map_or(0, |t| t.frames());
+    if let Err(e) = crate::memory::init_m2p(machine_frames) {
+        log::error!("memory: {e}");
+        stop_with(Exit::BadBoot)
+    }
+
     match info.modules.as_slice().first() {
         None => {
             log::info!("no dom0 module given: nothing to run");
             stop_with(Exit::PowerOff)
         }
-        Some(dom0) => {
-            log::error!("dom0 '{}': building PV domains is not implemented yet", dom0.string);
-            stop_with(Exit::BadDom0)
+        Some(module) => start_dom0(module, cmdline.dom0_mem),
+    }
+}
+
+/// Machine frames through the direct map, for the domain builder.
+struct DirectFrames;
+
+impl MachineFrames for DirectFrames {
+    fn frame(&mut self, mfn: Mfn) -> &mut [u8; 4096] {
+        // SAFETY: the builder only asks for frames of the domain being
+        // built, which the frame table gave it alone.
+        unsafe { &mut *crate::memory::frame_ptr(mfn).cast::<[u8; 4096]>() }
+    }
+}
+
+/// Builds dom0 from the first module and runs it. Any problem with the
+/// image is one log line and the `BadDom0` exit.
+fn start_dom0(module: &Module, mem_bytes: u64) -> ! {
+    let (path, args) = module.string.as_str().split_once(' ').unwrap_or((module.string.as_str(), ""));
+    let fail = |what: &dyn fmt::Display| -> ! {
+        log::error!("dom0 '{path}': {what}");
+        stop_with(Exit::BadDom0)
+    };
+    if module.end > BOOT_DIRECTMAP_BYTES {
+        fail(&"module lies above 4 GiB, beyond the boot direct map");
+    }
+    let start = (DIRECTMAP_START + module.start) as *const u8;
+    // SAFETY: the module's frames are claimed as `Module` in the frame
+    // table, so nothing else uses them, and they lie in the direct map.
+    let image = unsafe { core::slice::from_raw_parts(start, module.len() as usize) };
+    let nr_pages = mem_bytes / PAGE_SIZE;
+    let mut spec = PvDomainSpec {
+        image,
+        cmdline: args.trim_start(),
+        domid: 0,
+        initial_domain: true,
+        memory: FrameRange { start: 0, end: nr_pages },
+        shared_info: 0,
+        hypervisor_l4: crate::memory::hypervisor_l4_slots(),
+    };
+    // Every check on the image before any memory is taken.
+    if let Err(e) = build::plan(&spec) {
+        fail(&e);
+    }
+    let (memory, shared_info) = {
+        let mut frames = FRAMES.lock();
+        let Some(table) = frames.as_mut() else { fail(&"no frame table") };
+        let Some(run) = table.claim_run(nr_pages, FrameUse::Domain(0), IMAGE_PHYS_START / PAGE_SIZE, table.frames())
+        else {
+            fail(&format_args!("not enough contiguous free memory for {} (dom0_mem=)", Size(mem_bytes)))
+        };
+        let Some(si) = table.alloc(FrameUse::Domain(0)) else { fail(&"no memory for shared_info") };
+        (run, si)
+    };
+    // SAFETY: just allocated for this domain.
+    unsafe { crate::memory::zero_frame(shared_info) };
+    // SAFETY: a zeroed, exclusively owned frame; shared_info fits a page.
+    let shared = unsafe { &mut *crate::memory::frame_ptr(shared_info).cast::<abi::shared_info::SharedInfo>() };
+    for v in shared.vcpu_info.iter_mut() {
+        v.evtchn_upcall_mask = 1;
+    }
+    spec.memory = memory;
+    spec.shared_info = shared_info;
+    let built = match build::build_pv(&spec, &mut DirectFrames) {
+        Ok(b) => b,
+        Err(e) => fail(&e),
+    };
+    for pfn in 0..nr_pages {
+        crate::memory::set_m2p(memory.start + pfn, pfn);
+    }
+    if built.cmdline_truncated {
+        log::warn!("dom0: command line truncated to 1023 bytes");
+    }
+    // The image has been copied: its frames are free memory again.
+    {
+        let mut frames = FRAMES.lock();
+        if let Some(table) = frames.as_mut() {
+            for mfn in
+                FrameRange::covering(module.start, module.end).start..FrameRange::covering(module.start, module.end).end
+            {
+                let _ = table.free(mfn);
+            }
         }
     }
+    let l = &built.layout;
+    log::info!(
+        "dom0 '{path}': {} at {:#x}-{:#x}, start_info {:#x}, page tables {:#x} ({} frames), stack top {:#x}",
+        Size(mem_bytes),
+        l.kernel().va,
+        l.kernel().va + l.kernel().bytes(),
+        l.start_info().va,
+        l.page_tables().va,
+        l.page_tables().pages,
+        l.stack_top()
+    );
+    if let Some(t) = FRAMES.lock().as_ref() {
+        summarize(&t.stats());
+    }
+    crate::run::start(crate::run::Guest { domain: built.domain, shared_info }, &built.regs)
 }
 
 /// Accounts every frame of RAM and sets up the frame table.

@@ -42,6 +42,9 @@ pub const fn has_error_code(vector: u8) -> bool {
     matches!(vector, 8 | 10..=14 | 17 | 21 | 29 | 30)
 }
 
+/// Page-fault error code bit: the access came from user mode.
+const PFEC_USER: u64 = 1 << 2;
+
 /// Trap-table flag: mask event upcalls on entry to the handler.
 const TI_MASK_EVENTS: u8 = 1 << 2;
 
@@ -82,7 +85,10 @@ pub fn guest_exception(
         vector::PF => {
             vcpu.cr2 = exc.cr2;
             vinfo.arch.cr2 = exc.cr2;
-            bounce(regs, vcpu, vinfo, mem, vector::PF, Some(regs.error_code))
+            // The CPU says "user" for every guest fault (the guest kernel
+            // runs in ring 3 too); as Xen does, report the guest's own mode.
+            let code = (regs.error_code & !PFEC_USER) | if vcpu.kernel_mode { 0 } else { PFEC_USER };
+            bounce(regs, vcpu, vinfo, mem, vector::PF, Some(code))
         }
         vector::GP => general_protection(regs, vcpu, vinfo, mem),
         vector::UD => invalid_opcode(regs, vcpu, vinfo, mem, cpuid),
@@ -289,7 +295,7 @@ mod tests {
     #[test]
     fn page_fault_bounce_frame_is_xens() {
         let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
-        regs.error_code = 6;
+        regs.error_code = 6; // write, user: the CPU's view of a ring-3 kernel
         vinfo.evtchn_upcall_mask = 1;
         let exc = Exception { vector: vector::PF, cr2: 0xdead_b000 };
         guest_exception(&mut regs, &mut vcpu, &mut vinfo, &mut mem, exc, &mut no_cpuid()).unwrap();
@@ -306,7 +312,7 @@ mod tests {
             [
                 0xc,
                 0x11,
-                6,
+                2, // the user bit cleared: the guest kernel faulted
                 0x10_1000,
                 0xe030 | (1 << 32),         // RPL cleared: kernel mode; mask 1 saved
                 rflags::FIXED | rflags::TF, // IF = !mask = 0

@@ -75,7 +75,8 @@ fn command_line_sets_log_level_and_warns_about_unknown_options() {
 }
 
 /// §3.3: modules from `-initrd` are listed and their frames accounted;
-/// with no PV domain support yet, a dom0 module stops with BadDom0.
+/// a first module that is not a PV kernel is refused in one line naming
+/// the failed check, with the BadDom0 status.
 #[test]
 fn modules_are_accounted() {
     let dir = std::env::temp_dir().join(format!("hvtest-modules-{}", std::process::id()));
@@ -94,6 +95,8 @@ fn modules_are_accounted() {
     assert!(o.line_starting("module 1:").is_some_and(|l| l.contains("4096 bytes")), "{}", o.report());
     // 100,000 bytes is 25 frames, 4096 bytes one: modules are page-aligned.
     assert_eq!(field(&o, "frames:", "module"), 26, "{}", o.report());
+    let refusal = format!("error: dom0 '{}': not an ELF file (bad magic)", a.display());
+    assert!(o.hv_lines().any(|l| l == refusal), "want '{refusal}'\n{}", o.report());
 }
 
 /// §3.5: a fault inside the hypervisor prints vector, error code, rip, cr2

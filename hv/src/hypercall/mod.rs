@@ -9,13 +9,17 @@
 //! and say what happens next with an [`Action`].
 
 mod console;
+mod mm;
 mod sched;
 mod traps;
 mod version;
 
+pub use version::features;
+
 use crate::domain::Domain;
 use crate::guest::GuestMemory;
-use crate::mm::frame::DomId;
+use crate::mm::frame::{DomId, FrameUse};
+use crate::mm::Mfn;
 use crate::regs::Regs;
 use abi::arch::SegmentBase;
 use abi::errno::Errno;
@@ -32,6 +36,12 @@ pub trait Platform {
     /// Loads a validated segment base (or, for `GsUserSel`, selector)
     /// into the CPU for the running vCPU.
     fn load_segment_base(&mut self, which: SegmentBase, value: u64);
+    /// The page table in machine frame `mfn`, if it is RAM.
+    fn page_table(&mut self, mfn: Mfn) -> Option<&mut [u64; 512]>;
+    /// Who owns machine frame `mfn`.
+    fn frame_owner(&mut self, mfn: Mfn) -> FrameUse;
+    /// Flushes this CPU's TLB: one page, or everything.
+    fn flush_tlb(&mut self, va: Option<u64>);
 }
 
 /// Everything a handler works on.
@@ -95,6 +105,7 @@ pub static TABLE: [Option<Entry>; TABLE_SIZE] = {
     t[nr::SET_TRAP_TABLE as usize] = entry("set_trap_table", traps::set_trap_table, false);
     t[nr::STACK_SWITCH as usize] = entry("stack_switch", traps::stack_switch, false);
     t[nr::SET_CALLBACKS as usize] = entry("set_callbacks", traps::set_callbacks, false);
+    t[nr::UPDATE_VA_MAPPING as usize] = entry("update_va_mapping", mm::update_va_mapping, false);
     t[nr::XEN_VERSION as usize] = entry("xen_version", version::xen_version, false);
     t[nr::CONSOLE_IO as usize] = entry("console_io", console::console_io, true);
     t[nr::IRET as usize] = entry("iret", traps::iret, false);
@@ -140,6 +151,9 @@ pub(crate) mod testing {
         pub console: Vec<u8>,
         pub input: Vec<u8>,
         pub segment_loads: Vec<(SegmentBase, u64)>,
+        pub tables: std::collections::HashMap<Mfn, [u64; 512]>,
+        pub owners: std::collections::HashMap<Mfn, FrameUse>,
+        pub flushes: Vec<Option<u64>>,
     }
 
     impl Platform for Recorder {
@@ -154,6 +168,15 @@ pub(crate) mod testing {
         }
         fn load_segment_base(&mut self, which: SegmentBase, value: u64) {
             self.segment_loads.push((which, value));
+        }
+        fn page_table(&mut self, mfn: Mfn) -> Option<&mut [u64; 512]> {
+            self.tables.get_mut(&mfn)
+        }
+        fn frame_owner(&mut self, mfn: Mfn) -> FrameUse {
+            self.owners.get(&mfn).copied().unwrap_or(FrameUse::Absent)
+        }
+        fn flush_tlb(&mut self, va: Option<u64>) {
+            self.flushes.push(va);
         }
     }
 

@@ -156,11 +156,14 @@ pub(super) fn iret(ctx: &mut Ctx<'_>, _: [u64; 5]) -> Action {
     let Ok(c) = guest::read_obj::<IretContext, _>(ctx.mem, GuestPtr(ctx.regs.rsp)) else {
         return Action::Crash("iret: the iret context is not readable");
     };
-    if c.cs & 3 == 3 {
+    // Selectors are 16 bits; a bounce frame's CS carries the saved upcall
+    // mask above them, which `iret` ignores.
+    let (cs, ss) = (c.cs & 0xffff, c.ss & 0xffff);
+    if cs & 3 == 3 {
         // Returning to guest user mode needs its user page tables.
         return Action::Crash("iret to guest user mode, which has no page tables yet");
     }
-    if !matches!(c.cs | 3, GUEST_CS64) || !matches!(c.ss | 3, GUEST_SS) {
+    if cs | 3 != GUEST_CS64 || ss | 3 != GUEST_SS {
         return Action::Crash("iret: bad code or stack selector");
     }
     if !is_canonical(c.rip) || !is_canonical(c.rsp) {
@@ -284,7 +287,7 @@ mod tests {
             rcx: 0xcc,
             flags: 0,
             rip: 0xffff_ffff_8000_5000,
-            cs: 0xe030,
+            cs: 0xe030 | (1 << 32), // as a bounce frame saves it
             rflags: rflags::IOPL | rflags::TF,
             rsp: MEM_BASE + 0x4000,
             ss: 0xe02b,

@@ -12,7 +12,8 @@ pub const CAPABILITIES: &str = "xen-3.0-x86_64";
 /// `XENVER_changeset`.
 pub const CHANGESET: &str = concat!("hv ", env!("CARGO_PKG_VERSION"));
 
-/// Feature bits of submap 0 for a domain.
+/// Feature bits of submap 0 for a domain: what `XENVER_get_features`
+/// reports, and what a kernel may require of us.
 pub fn features(privileged: bool) -> u32 {
     let mut bits = 1 << XENFEAT_PAE_PGDIR_ABOVE_4GB;
     if privileged {

@@ -94,6 +94,13 @@ fn read_cr4() -> u64 {
     v
 }
 
+/// Invalidates the TLB entry for one virtual address.
+pub fn invlpg(va: u64) {
+    // SAFETY: invalidating a TLB entry only makes the next access walk the
+    // page tables again.
+    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) }
+}
+
 /// Executes CPUID leaf `leaf`, subleaf 0: `(eax, ebx, ecx, edx)`.
 pub fn cpuid(leaf: u32) -> (u32, u32, u32, u32) {
     let r = core::arch::x86_64::__cpuid_count(leaf, 0);
