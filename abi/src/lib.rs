@@ -36,11 +36,15 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(any(test, feature = "testimage"))]
+extern crate alloc;
+
 #[macro_use]
 mod macros;
 mod raw;
 
 pub mod arch;
+pub mod boot;
 pub mod callback;
 pub mod console;
 pub mod elfnote;
