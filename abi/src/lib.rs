@@ -51,6 +51,8 @@ pub mod elfnote;
 pub mod errno;
 pub mod event_channel;
 pub mod grant_table;
+#[cfg(feature = "guest")]
+pub mod guest;
 pub mod hypercall;
 pub mod hypercall_page;
 pub mod mm;

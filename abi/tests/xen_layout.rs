@@ -349,6 +349,9 @@ const NOT_IN_HEADERS: &[(&str, &str)] = &[
 const NOT_ABI_STRUCTS: &[(&str, &str)] = &[
     ("version::AbiVersion", "a Rust-side version pair, never shared with a guest"),
     ("lib::UnknownValue", "the error of TryFrom conversions"),
+    ("guest::Syscall", "guest-side code: the raw `syscall` hypercall transport, not a shared layout"),
+    ("guest::HypercallPage", "guest-side code: the address of the hypercall page, not a shared layout"),
+    ("guest::Hypercalls", "guest-side code: hypercall wrappers over a transport, not a shared layout"),
 ];
 
 /// Errno names that alias another errno's value, and the constants for them.

@@ -1,0 +1,592 @@
+//! Guest-side hypercalls for a 64-bit PV kernel (cargo feature `guest`).
+//!
+//! A 64-bit PV kernel enters the hypervisor with `syscall` from its kernel
+//! mode: the hypercall number in `rax`, up to five arguments in `rdi, rsi,
+//! rdx, r10, r8`, the result back in `rax` (`-errno` on failure). Two
+//! [`Hypercall`] transports do that:
+//!
+//! - [`HypercallPage`]: `call` the 32-byte stub for the number in the page
+//!   the hypervisor wrote into the guest image (the `HYPERCALL_PAGE` ELF note,
+//!   [`crate::hypercall_page`]); the usual way, and the only one that stays
+//!   correct if a hypervisor ever changes the entry sequence.
+//! - [`Syscall`]: execute `syscall` directly, no page needed.
+//!
+//! [`Hypercalls`] wraps a transport with one method per operation. Methods
+//! whose arguments are only plain values and Rust buffers are safe: the
+//! hypervisor writes nothing outside the buffer it is given. Methods that
+//! change how the CPU reaches guest code or memory (trap handlers, callbacks,
+//! the kernel stack, segment bases, page mappings) are `unsafe fn`: a wrong
+//! address there breaks memory safety later, far from the call.
+//!
+//! Returning from an exception bounced by the hypervisor is the `iret`
+//! hypercall, which never returns to its caller: see [`xen_iret_asm!`](crate::xen_iret_asm) and
+//! [`HypercallPage::iret_entry`].
+#![cfg(target_arch = "x86_64")]
+#![allow(unsafe_code)]
+
+use crate::arch::{SegmentBase, TrapInfo};
+use crate::callback::{CallbackRegister, CallbackUnregister, CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER};
+use crate::hypercall as nr;
+use crate::hypercall_page::{HYPERCALL_PAGE_ENTRIES, HYPERCALL_PAGE_ENTRY_SIZE};
+use crate::sched::ShutdownReason;
+use crate::sched::{
+    SchedShutdown, XenFeatureInfo, XenPlatformParameters, CONSOLEIO_READ, CONSOLEIO_WRITE, SCHEDOP_BLOCK,
+    SCHEDOP_SHUTDOWN, SCHEDOP_SHUTDOWN_CODE, SCHEDOP_YIELD, XENVER_BUILD_ID, XENVER_CAPABILITIES, XENVER_CHANGESET,
+    XENVER_COMMANDLINE, XENVER_COMPILE_INFO, XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_GUEST_HANDLE,
+    XENVER_PAGESIZE, XENVER_PLATFORM_PARAMETERS, XENVER_VERSION, XEN_CAPABILITIES_INFO_LEN, XEN_CHANGESET_INFO_LEN,
+    XEN_EXTRAVERSION_LEN,
+};
+use crate::Errno;
+use core::arch::asm;
+
+/// Assembly text for the `iret` hypercall, for a trap handler's exit path.
+///
+/// Before it, the handler restores every register of the interrupted
+/// context and leaves on the stack, from `rsp` up, `flags` (0, or
+/// [`crate::arch::VGCF_IN_SYSCALL`]), `rip`, `cs`, `rflags`, `rsp`, `ss`:
+/// the bounce frame with `rcx`, `r11` and any error code already popped,
+/// plus one pushed `flags` word. The text pushes `rcx`, `r11` and `rax`,
+/// completing an [`crate::arch::IretContext`], and enters the hypervisor,
+/// which restores all of it and never comes back here. It is the same
+/// sequence as the hypercall page's entry 23, so it works without the page:
+///
+/// ```text
+/// push rcx; push r11; push rax; mov eax, 23; syscall
+/// ```
+///
+/// Use it in `global_asm!`/`asm!` (Intel syntax) through `concat!`.
+#[macro_export]
+macro_rules! xen_iret_asm {
+    () => {
+        "push rcx\n push r11\n push rax\n mov eax, 23\n syscall\n"
+    };
+}
+
+/// A way into the hypervisor.
+pub trait Hypercall {
+    /// Performs hypercall `nr` with `args` in `rdi, rsi, rdx, r10, r8` and
+    /// returns `rax` as the hypervisor left it.
+    ///
+    /// # Safety
+    ///
+    /// `args` must be valid for hypercall `nr`: every pointer among them
+    /// points to memory that may be read or written as that hypercall's
+    /// documentation says, and the operation must not invalidate anything
+    /// the caller's Rust code relies on (mappings, stacks, handlers).
+    unsafe fn hypercall(&self, nr: u64, args: [u64; 5]) -> u64;
+}
+
+/// The raw `syscall` transport: `syscall` from guest kernel mode is a
+/// hypercall.
+#[derive(Clone, Copy, Debug)]
+pub struct Syscall {
+    _private: (),
+}
+
+impl Syscall {
+    /// The transport.
+    ///
+    /// # Safety
+    ///
+    /// The caller runs in the kernel mode of a 64-bit PV guest (anywhere
+    /// else `syscall` is not a hypercall).
+    pub const unsafe fn new() -> Syscall {
+        Syscall { _private: () }
+    }
+}
+
+impl Hypercall for Syscall {
+    unsafe fn hypercall(&self, nr: u64, args: [u64; 5]) -> u64 {
+        let ret: u64;
+        // SAFETY: the caller guarantees the arguments are valid for `nr`
+        // (trait contract) and that this is a PV guest kernel (`new`).
+        // `syscall` clobbers rcx and r11; the hypervisor may clobber the
+        // argument registers.
+        unsafe {
+            asm!(
+                "syscall",
+                inlateout("rax") nr => ret,
+                inlateout("rdi") args[0] => _,
+                inlateout("rsi") args[1] => _,
+                inlateout("rdx") args[2] => _,
+                inlateout("r10") args[3] => _,
+                inlateout("r8") args[4] => _,
+                lateout("rcx") _,
+                lateout("r11") _,
+            );
+        }
+        ret
+    }
+}
+
+/// The hypercall page the hypervisor wrote at a known address in the guest.
+#[derive(Clone, Copy, Debug)]
+pub struct HypercallPage {
+    base: u64,
+}
+
+impl HypercallPage {
+    /// The page at virtual address `base`.
+    ///
+    /// # Safety
+    ///
+    /// `base` is page-aligned and the hypervisor has filled the page there
+    /// (it is the guest's `HYPERCALL_PAGE` note), and the caller runs in the
+    /// kernel mode of a 64-bit PV guest.
+    pub const unsafe fn new(base: u64) -> HypercallPage {
+        HypercallPage { base }
+    }
+
+    /// The page's virtual address.
+    pub const fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// The address of the stub for hypercall `nr` (`base + 32 * nr`), or
+    /// `None` past the page's 128 entries.
+    pub const fn entry(&self, nr: u64) -> Option<u64> {
+        if nr < HYPERCALL_PAGE_ENTRIES as u64 {
+            Some(self.base + nr * HYPERCALL_PAGE_ENTRY_SIZE as u64)
+        } else {
+            None
+        }
+    }
+
+    /// The address of the `iret` stub (entry 23): a trap handler jumps (not
+    /// calls) there with the stack described at [`xen_iret_asm!`](crate::xen_iret_asm) minus the
+    /// three registers the stub pushes itself.
+    pub const fn iret_entry(&self) -> u64 {
+        self.base + nr::IRET * HYPERCALL_PAGE_ENTRY_SIZE as u64
+    }
+}
+
+impl Hypercall for HypercallPage {
+    unsafe fn hypercall(&self, nr: u64, args: [u64; 5]) -> u64 {
+        let Some(entry) = self.entry(nr) else {
+            return Errno::ENOSYS.as_ret() as u64;
+        };
+        let ret: u64;
+        // SAFETY: `new`'s contract makes `entry` a filled stub of the
+        // hypervisor's page (push rcx/r11; mov; syscall; pop; ret), which
+        // uses 24 bytes of our stack and returns; the caller guarantees the
+        // arguments are valid for `nr`. The stub restores rcx and r11, but
+        // they are declared clobbered anyway, as the hypervisor may clobber
+        // the argument registers.
+        unsafe {
+            asm!(
+                "call {entry}",
+                entry = in(reg) entry,
+                inlateout("rax") nr => ret,
+                inlateout("rdi") args[0] => _,
+                inlateout("rsi") args[1] => _,
+                inlateout("rdx") args[2] => _,
+                inlateout("r10") args[3] => _,
+                inlateout("r8") args[4] => _,
+                lateout("rcx") _,
+                lateout("r11") _,
+            );
+        }
+        ret
+    }
+}
+
+/// Turns a hypercall's `rax` into a result: values from `-4095` to `-1` are
+/// `-errno` (an errno this crate does not know becomes `EINVAL`), anything
+/// else is success.
+pub const fn decode(rax: u64) -> Result<u64, Errno> {
+    let signed = rax as i64;
+    if signed < 0 && signed >= -4095 {
+        match Errno::from_ret(signed) {
+            Some(e) => Err(e),
+            None => Err(Errno::EINVAL),
+        }
+    } else {
+        Ok(rax)
+    }
+}
+
+fn ptr<T>(value: &T) -> u64 {
+    value as *const T as u64
+}
+
+fn ptr_mut<T: ?Sized>(value: &mut T) -> u64 {
+    value as *mut T as *mut u8 as u64
+}
+
+/// The hypercalls a small PV kernel uses, over a [`Hypercall`] transport.
+///
+/// Every method returns what the hypervisor returned in `rax`, decoded by
+/// [`decode`].
+#[derive(Clone, Copy, Debug)]
+pub struct Hypercalls<H> {
+    transport: H,
+}
+
+impl<H: Hypercall> Hypercalls<H> {
+    /// Hypercalls through `transport`.
+    pub const fn new(transport: H) -> Hypercalls<H> {
+        Hypercalls { transport }
+    }
+
+    /// The transport.
+    pub const fn transport(&self) -> &H {
+        &self.transport
+    }
+
+    /// Any hypercall, decoded.
+    ///
+    /// # Safety
+    ///
+    /// As [`Hypercall::hypercall`].
+    pub unsafe fn call(&self, nr: u64, args: [u64; 5]) -> Result<u64, Errno> {
+        // SAFETY: forwarded to the caller.
+        decode(unsafe { self.transport.hypercall(nr, args) })
+    }
+
+    /// A hypercall whose arguments are plain values or pointers to the
+    /// given buffers, which the hypervisor reads or writes only within
+    /// their bounds.
+    fn call_plain(&self, nr: u64, args: [u64; 5]) -> Result<u64, Errno> {
+        // SAFETY: callers pass only plain values and pointers to live Rust
+        // objects of the size the operation reads or writes (each call site
+        // documents which), and none of these operations changes mappings,
+        // stacks or handlers.
+        unsafe { self.call(nr, args) }
+    }
+
+    // ---- console_io -------------------------------------------------------
+
+    /// `console_io(CONSOLEIO_write)`: writes `bytes` to the hypervisor's
+    /// console. Returns 0. Xen refuses a domU (`EPERM`) unless it was built
+    /// with guest console output enabled.
+    pub fn console_write(&self, bytes: &[u8]) -> Result<u64, Errno> {
+        // Reads `bytes.len()` bytes from `bytes`.
+        self.call_plain(nr::CONSOLE_IO, [u64::from(CONSOLEIO_WRITE), bytes.len() as u64, bytes.as_ptr() as u64, 0, 0])
+    }
+
+    /// `console_io(CONSOLEIO_read)`: reads pending console input into `buf`
+    /// and returns how many bytes were read (0 when there is none).
+    pub fn console_read(&self, buf: &mut [u8]) -> Result<u64, Errno> {
+        // Writes at most `buf.len()` bytes into `buf`.
+        let len = buf.len() as u64;
+        self.call_plain(nr::CONSOLE_IO, [u64::from(CONSOLEIO_READ), len, ptr_mut(buf), 0, 0])
+    }
+
+    // ---- xen_version ------------------------------------------------------
+
+    /// `xen_version(XENVER_version, NULL)`: `major << 16 | minor`.
+    pub fn xen_version(&self) -> Result<u64, Errno> {
+        self.call_plain(nr::XEN_VERSION, [u64::from(XENVER_VERSION), 0, 0, 0, 0])
+    }
+
+    /// `xen_version(XENVER_extraversion)`: the version suffix (`".7"`),
+    /// NUL-terminated, into `out`. Returns 0.
+    pub fn xen_extraversion(&self, out: &mut [u8; XEN_EXTRAVERSION_LEN]) -> Result<u64, Errno> {
+        // Writes `xen_extraversion_t` (16 bytes).
+        self.call_plain(nr::XEN_VERSION, [u64::from(XENVER_EXTRAVERSION), ptr_mut(out), 0, 0, 0])
+    }
+
+    /// `xen_version(XENVER_compile_info)`: `struct xen_compile_info`
+    /// (`compiler[64]`, `compile_by[16]`, `compile_domain[32]`,
+    /// `compile_date[32]`, each NUL-terminated) into `out`. Returns 0.
+    pub fn xen_compile_info(&self, out: &mut [u8; 144]) -> Result<u64, Errno> {
+        // Writes `xen_compile_info_t` (144 bytes).
+        self.call_plain(nr::XEN_VERSION, [u64::from(XENVER_COMPILE_INFO), ptr_mut(out), 0, 0, 0])
+    }
+
+    /// `xen_version(XENVER_capabilities)`: the space-separated guest types
+    /// the hypervisor runs (`"xen-3.0-x86_64 ..."`), NUL-terminated, into
+    /// `out`. Returns 0.
+    pub fn xen_capabilities(&self, out: &mut [u8; XEN_CAPABILITIES_INFO_LEN]) -> Result<u64, Errno> {
+        // Writes `xen_capabilities_info_t` (1024 bytes).
+        self.call_plain(nr::XEN_VERSION, [u64::from(XENVER_CAPABILITIES), ptr_mut(out), 0, 0, 0])
+    }
+
+    /// `xen_version(XENVER_changeset)`: the source revision, NUL-terminated,
+    /// into `out`. Returns 0.
+    pub fn xen_changeset(&self, out: &mut [u8; XEN_CHANGESET_INFO_LEN]) -> Result<u64, Errno> {
+        // Writes `xen_changeset_info_t` (64 bytes).
+        self.call_plain(nr::XEN_VERSION, [u64::from(XENVER_CHANGESET), ptr_mut(out), 0, 0, 0])
+    }
+
+    /// `xen_version(XENVER_platform_parameters)`: where the hypervisor's
+    /// virtual range starts (`0xFFFF800000000000` for 64-bit PV).
+    pub fn xen_platform_parameters(&self) -> Result<XenPlatformParameters, Errno> {
+        let mut params = XenPlatformParameters::default();
+        // Writes `xen_platform_parameters_t` (8 bytes).
+        self.call_plain(nr::XEN_VERSION, [u64::from(XENVER_PLATFORM_PARAMETERS), ptr_mut(&mut params), 0, 0, 0])?;
+        Ok(params)
+    }
+
+    /// `xen_version(XENVER_get_features)`: feature submap `submap_idx`
+    /// (bit `n` is `XENFEAT_*` number `32 * submap_idx + n`). Xen answers
+    /// `EINVAL` for an index at or past `XENFEAT_NR_SUBMAPS`.
+    pub fn xen_get_features(&self, submap_idx: u32) -> Result<u32, Errno> {
+        let mut info = XenFeatureInfo { submap_idx, submap: 0 };
+        // Reads and writes `xen_feature_info_t` (8 bytes).
+        self.call_plain(nr::XEN_VERSION, [u64::from(XENVER_GET_FEATURES), ptr_mut(&mut info), 0, 0, 0])?;
+        Ok(info.submap)
+    }
+
+    /// `xen_version(XENVER_pagesize, NULL)`: the page size (4096).
+    pub fn xen_pagesize(&self) -> Result<u64, Errno> {
+        self.call_plain(nr::XEN_VERSION, [u64::from(XENVER_PAGESIZE), 0, 0, 0, 0])
+    }
+
+    /// `xen_version(XENVER_guest_handle)`: the domain's handle (the UUID the
+    /// toolstack gave it) into `out`. Returns 0.
+    pub fn xen_guest_handle(&self, out: &mut [u8; 16]) -> Result<u64, Errno> {
+        // Writes `xen_domain_handle_t` (16 bytes).
+        self.call_plain(nr::XEN_VERSION, [u64::from(XENVER_GUEST_HANDLE), ptr_mut(out), 0, 0, 0])
+    }
+
+    /// `xen_version(XENVER_commandline)`: the hypervisor's command line,
+    /// NUL-terminated, into `out` (Xen allows it to privileged domains
+    /// only). Returns 0.
+    pub fn xen_commandline(&self, out: &mut [u8; 1024]) -> Result<u64, Errno> {
+        // Writes `xen_commandline_t` (1024 bytes).
+        self.call_plain(nr::XEN_VERSION, [u64::from(XENVER_COMMANDLINE), ptr_mut(out), 0, 0, 0])
+    }
+
+    /// `xen_version(XENVER_build_id)`: the hypervisor's build id into
+    /// `buf[4..]` (`struct xen_build_id`: a `u32` length, set here to
+    /// `buf.len() - 4`, then the bytes). Returns the id's length; `ENOBUFS`
+    /// if it does not fit. `buf` shorter than 4 bytes is `EINVAL` (nothing
+    /// is called).
+    pub fn xen_build_id(&self, buf: &mut [u8]) -> Result<u64, Errno> {
+        let Some(room) = buf.len().checked_sub(4) else {
+            return Err(Errno::EINVAL);
+        };
+        let room = u32::try_from(room).map_err(|_| Errno::EINVAL)?;
+        buf[..4].copy_from_slice(&room.to_le_bytes());
+        // Reads the length word and writes at most `room` bytes after it.
+        self.call_plain(nr::XEN_VERSION, [u64::from(XENVER_BUILD_ID), ptr_mut(buf), 0, 0, 0])
+    }
+
+    // ---- sched_op ---------------------------------------------------------
+
+    /// `sched_op(SCHEDOP_yield)`: lets another vCPU run. Returns 0.
+    pub fn sched_yield(&self) -> Result<u64, Errno> {
+        self.call_plain(nr::SCHED_OP, [u64::from(SCHEDOP_YIELD), 0, 0, 0, 0])
+    }
+
+    /// `sched_op(SCHEDOP_block)`: unmasks events and sleeps until one is
+    /// pending. Returns 0 when woken.
+    pub fn sched_block(&self) -> Result<u64, Errno> {
+        self.call_plain(nr::SCHED_OP, [u64::from(SCHEDOP_BLOCK), 0, 0, 0, 0])
+    }
+
+    /// `sched_op(SCHEDOP_shutdown)`: stops the domain for `reason`. On
+    /// success the vCPU does not run again, so this returns only on error.
+    pub fn sched_shutdown(&self, reason: ShutdownReason) -> Result<u64, Errno> {
+        let arg = SchedShutdown { reason: reason.into() };
+        // Reads `sched_shutdown_t` (4 bytes).
+        self.call_plain(nr::SCHED_OP, [u64::from(SCHEDOP_SHUTDOWN), ptr(&arg), 0, 0, 0])
+    }
+
+    /// `sched_op(SCHEDOP_shutdown_code)`: records `reason` as the domain's
+    /// shutdown code without stopping it. Returns 0.
+    pub fn sched_shutdown_code(&self, reason: ShutdownReason) -> Result<u64, Errno> {
+        let arg = SchedShutdown { reason: reason.into() };
+        // Reads `sched_shutdown_t` (4 bytes).
+        self.call_plain(nr::SCHED_OP, [u64::from(SCHEDOP_SHUTDOWN_CODE), ptr(&arg), 0, 0, 0])
+    }
+
+    // ---- traps, callbacks, stacks, segments, mappings ----------------------
+
+    /// `set_trap_table(table)`: installs the virtual IDT entries of `table`,
+    /// whose last entry must have `address == 0` (the terminator the
+    /// hypervisor stops at); otherwise `EINVAL` and nothing is called.
+    ///
+    /// # Safety
+    ///
+    /// Every non-terminator entry's `address` is a handler that follows the
+    /// bounce-frame convention (it pops `rcx` and `r11`, handles the trap
+    /// and leaves with the `iret` hypercall) for as long as the entry stays
+    /// installed.
+    pub unsafe fn set_trap_table(&self, table: &[TrapInfo]) -> Result<u64, Errno> {
+        if table.last().is_none_or(|t| t.address != 0) {
+            return Err(Errno::EINVAL);
+        }
+        // SAFETY: the hypervisor reads entries up to and including the
+        // terminator, which is inside `table`; the handlers are the
+        // caller's promise.
+        unsafe { self.call(nr::SET_TRAP_TABLE, [table.as_ptr() as u64, 0, 0, 0, 0]) }
+    }
+
+    /// `set_callbacks(event, failsafe, syscall)`: sets the event-upcall,
+    /// failsafe and 64-bit `syscall` entry points at once (0 leaves an entry
+    /// unset).
+    ///
+    /// # Safety
+    ///
+    /// Each non-zero address is code that handles that callback's frame
+    /// for as long as it stays registered.
+    pub unsafe fn set_callbacks(&self, event: u64, failsafe: u64, syscall: u64) -> Result<u64, Errno> {
+        // SAFETY: plain values; the entry points are the caller's promise.
+        unsafe { self.call(nr::SET_CALLBACKS, [event, failsafe, syscall, 0, 0]) }
+    }
+
+    /// `callback_op(CALLBACKOP_register, cb)`: registers one callback.
+    ///
+    /// # Safety
+    ///
+    /// `cb.address` handles that callback's frame for as long as it stays
+    /// registered.
+    pub unsafe fn callback_register(&self, cb: &CallbackRegister) -> Result<u64, Errno> {
+        // SAFETY: the hypervisor reads `callback_register` (16 bytes); the
+        // entry point is the caller's promise.
+        unsafe { self.call(nr::CALLBACK_OP, [u64::from(CALLBACKOP_REGISTER), ptr(cb), 0, 0, 0]) }
+    }
+
+    /// `callback_op(CALLBACKOP_unregister, cb)`: removes one callback (Xen
+    /// refuses to remove the event and failsafe callbacks).
+    pub fn callback_unregister(&self, cb: &CallbackUnregister) -> Result<u64, Errno> {
+        // Reads `callback_unregister` (4 bytes).
+        self.call_plain(nr::CALLBACK_OP, [u64::from(CALLBACKOP_UNREGISTER), ptr(cb), 0, 0, 0])
+    }
+
+    /// `stack_switch(ss, sp)`: the stack the hypervisor switches to when it
+    /// bounces a trap or callback that interrupted guest user mode.
+    ///
+    /// # Safety
+    ///
+    /// `sp` is the top of a writable stack that nothing else uses while the
+    /// guest runs user code, and `ss` a valid stack selector (`0xe02b`).
+    pub unsafe fn stack_switch(&self, ss: u16, sp: u64) -> Result<u64, Errno> {
+        // SAFETY: plain values; the stack is the caller's promise.
+        unsafe { self.call(nr::STACK_SWITCH, [u64::from(ss), sp, 0, 0, 0]) }
+    }
+
+    /// `set_segment_base(which, base)`: sets the FS or a GS base (or, with
+    /// [`SegmentBase::GsUserSel`], loads user `%gs` with the selector in
+    /// `base[15:0]`). `base` must be canonical.
+    ///
+    /// # Safety
+    ///
+    /// Nothing running in this mode relies on the old base (thread-local
+    /// storage, per-CPU data).
+    pub unsafe fn set_segment_base(&self, which: SegmentBase, base: u64) -> Result<u64, Errno> {
+        // SAFETY: plain values; the base's users are the caller's promise.
+        unsafe { self.call(nr::SET_SEGMENT_BASE, [u64::from(u32::from(which)), base, 0, 0, 0]) }
+    }
+
+    /// `update_va_mapping(va, pte, flags)`: rewrites the L1 entry that maps
+    /// `va` in the current page tables (`EINVAL` if no L1 table covers it),
+    /// after the hypervisor has validated `pte`; `flags` is `UVMF_*`.
+    ///
+    /// # Safety
+    ///
+    /// No live Rust reference points into the page at `va` that the new
+    /// mapping would invalidate or alias unsoundly.
+    pub unsafe fn update_va_mapping(&self, va: u64, pte: u64, flags: u64) -> Result<u64, Errno> {
+        // SAFETY: plain values; what the page held is the caller's promise.
+        unsafe { self.call(nr::UPDATE_VA_MAPPING, [va, pte, flags, 0, 0]) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hypercall_page::write_hypercall_page;
+    use crate::sched::ShutdownReason;
+    use std::cell::RefCell;
+
+    /// A transport that records calls and answers from a script.
+    struct Fake {
+        calls: RefCell<Vec<(u64, [u64; 5])>>,
+        answer: u64,
+    }
+
+    impl Hypercall for Fake {
+        unsafe fn hypercall(&self, nr: u64, args: [u64; 5]) -> u64 {
+            self.calls.borrow_mut().push((nr, args));
+            self.answer
+        }
+    }
+
+    fn fake(answer: u64) -> Hypercalls<Fake> {
+        Hypercalls::new(Fake { calls: RefCell::new(Vec::new()), answer })
+    }
+
+    #[test]
+    fn decode_splits_errors_from_values() {
+        assert_eq!(decode(0), Ok(0));
+        assert_eq!(decode(0x0004_0011), Ok(0x0004_0011));
+        assert_eq!(decode(Errno::ENOSYS.as_ret() as u64), Err(Errno::ENOSYS));
+        assert_eq!(decode(-4095i64 as u64), Err(Errno::EINVAL));
+        // A large "negative" value outside the errno range is a value
+        // (e.g. an address in the top half).
+        assert_eq!(decode(0xFFFF_8000_0000_0000), Ok(0xFFFF_8000_0000_0000));
+    }
+
+    #[test]
+    fn wrappers_pass_xen_arguments() {
+        let h = fake(0);
+        h.console_write(b"hello").unwrap();
+        h.xen_version().unwrap();
+        h.xen_pagesize().unwrap();
+        h.sched_yield().unwrap();
+        let calls = h.transport().calls.borrow();
+        assert_eq!(calls[0].0, nr::CONSOLE_IO);
+        assert_eq!(&calls[0].1[..2], &[0, 5]);
+        assert_eq!(calls[1], (nr::XEN_VERSION, [0, 0, 0, 0, 0]));
+        assert_eq!(calls[2], (nr::XEN_VERSION, [7, 0, 0, 0, 0]));
+        assert_eq!(calls[3], (nr::SCHED_OP, [0, 0, 0, 0, 0]));
+    }
+
+    #[test]
+    fn errors_come_back_as_errno() {
+        let h = fake(Errno::EPERM.as_ret() as u64);
+        assert_eq!(h.console_write(b"x"), Err(Errno::EPERM));
+        assert_eq!(h.sched_shutdown(ShutdownReason::Poweroff), Err(Errno::EPERM));
+        assert_eq!(h.xen_get_features(0), Err(Errno::EPERM));
+    }
+
+    #[test]
+    fn trap_table_needs_its_terminator() {
+        let h = fake(0);
+        let entry = TrapInfo { vector: 6, flags: 0, cs: 0xe033, _pad0: 0, address: 0x1000 };
+        // SAFETY: the fake transport installs nothing.
+        let empty = unsafe { h.set_trap_table(&[]) };
+        // SAFETY: as above.
+        let unterminated = unsafe { h.set_trap_table(&[entry]) };
+        // SAFETY: as above.
+        let terminated = unsafe { h.set_trap_table(&[entry, TrapInfo::default()]) };
+        assert_eq!((empty, unterminated, terminated), (Err(Errno::EINVAL), Err(Errno::EINVAL), Ok(0)));
+        assert_eq!(h.transport().calls.borrow().len(), 1);
+    }
+
+    #[test]
+    fn build_id_sets_the_length_word() {
+        let h = fake(20);
+        let mut buf = [0u8; 68];
+        assert_eq!(h.xen_build_id(&mut buf), Ok(20));
+        assert_eq!(&buf[..4], &64u32.to_le_bytes());
+        assert_eq!(h.xen_build_id(&mut [0u8; 3]), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn page_entries_are_32_bytes_apart() {
+        // SAFETY: the page is never called through.
+        let page = unsafe { HypercallPage::new(0x10_0000) };
+        assert_eq!(page.entry(0), Some(0x10_0000));
+        assert_eq!(page.entry(17), Some(0x10_0000 + 17 * 32));
+        assert_eq!(page.entry(128), None);
+        assert_eq!(page.iret_entry(), 0x10_0000 + 23 * 32);
+    }
+
+    #[test]
+    fn iret_text_matches_the_page_entry() {
+        // The macro's text assembles to the page's entry 23; check the
+        // mnemonics against the bytes the page writer documents.
+        let text = xen_iret_asm!();
+        assert_eq!(
+            text.split('\n').map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>(),
+            ["push rcx", "push r11", "push rax", "mov eax, 23", "syscall"]
+        );
+        let mut page = [0u8; 4096];
+        write_hypercall_page(&mut page);
+        assert_eq!(&page[23 * 32..23 * 32 + 11], &[0x51, 0x41, 0x53, 0x50, 0xb8, 23, 0, 0, 0, 0x0f, 0x05]);
+    }
+}
