@@ -1,0 +1,66 @@
+//! The guest kernel image: the PV runtime plus its workloads, chosen by the
+//! command line (`selftest`, the default, `bench`, or one of the
+//! misbehaving workloads in `hostile`).
+//!
+//! On the host this file builds to a program that says it is an image.
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+
+#[cfg(target_os = "none")]
+mod bench;
+#[cfg(target_os = "none")]
+mod hostile;
+#[cfg(target_os = "none")]
+mod probe;
+#[cfg(target_os = "none")]
+mod selftest;
+
+#[cfg(target_os = "none")]
+guest_kernel::entry!(main);
+
+#[cfg(target_os = "none")]
+fn main() -> ! {
+    use guest_kernel::cmdline::{self, Workload};
+    use guest_kernel::hypercall::{self, hv};
+    use guest_kernel::println;
+    use guest_kernel::runtime::{shutdown, start_info};
+    use guest_kernel::text::{c_bytes, Escaped};
+
+    let si = start_info();
+    let version = hv().xen_version().unwrap_or(0);
+    let mut extra = [0u8; 16];
+    let _ = hv().xen_extraversion(&mut extra);
+    println!(
+        "guest-kernel {}: PV guest on Xen {}.{}{} ({} pages, hypercalls by {})",
+        env!("CARGO_PKG_VERSION"),
+        version >> 16,
+        version & 0xffff,
+        Escaped(c_bytes(&extra)),
+        si.nr_pages,
+        if hypercall::uses_page() { "hypercall page" } else { "syscall" },
+    );
+    // Every exception has a handler from here on: by default it reports
+    // the trap and crashes the domain; workloads may install their own.
+    if let Err(e) = guest_kernel::traps::install(&[]) {
+        println!("FATAL: set_trap_table: {e}");
+        shutdown(abi::sched::ShutdownReason::Crash)
+    }
+    match cmdline::workload(&si.cmd_line) {
+        Ok(Workload::Selftest) => selftest::run(),
+        Ok(Workload::Bench) => bench::run(),
+        Ok(Workload::Reboot) => shutdown(abi::sched::ShutdownReason::Reboot),
+        Ok(Workload::Crash) => shutdown(abi::sched::ShutdownReason::Crash),
+        Ok(Workload::FaultNoHandler) => hostile::fault_no_handler(),
+        Ok(Workload::FaultBadStack) => hostile::fault_bad_stack(),
+        Err(word) => {
+            println!("unknown workload '{}' on the command line (known: {})", Escaped(word), cmdline::KNOWN);
+            shutdown(abi::sched::ShutdownReason::Crash)
+        }
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("guest-kernel is a PV kernel image for x86_64-unknown-none; boot it with `cargo xtask test` or `cargo xtask bench`");
+    std::process::exit(2);
+}
