@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod xen;
+
 /// The QEMU binary we drive.
 pub const QEMU: &str = "qemu-system-x86_64";
 
@@ -44,6 +46,7 @@ pub struct Qemu {
     append: String,
     modules: Vec<String>,
     memory_mib: u32,
+    cpu: String,
     icount: bool,
     extra: Vec<String>,
 }
@@ -56,6 +59,7 @@ impl Qemu {
             append: String::new(),
             modules: Vec::new(),
             memory_mib: 256,
+            cpu: "max".to_string(),
             icount: false,
             extra: Vec::new(),
         }
@@ -89,6 +93,12 @@ impl Qemu {
         self
     }
 
+    /// Sets the CPU model (`-cpu`, default `max`).
+    pub fn cpu(mut self, model: &str) -> Qemu {
+        self.cpu = model.to_string();
+        self
+    }
+
     /// Makes the TSC count executed instructions (`-icount shift=0,sleep=off`).
     pub fn icount(mut self) -> Qemu {
         self.icount = true;
@@ -106,20 +116,12 @@ impl Qemu {
         if let Some(bad) = self.modules.iter().find(|m| m.contains(',')) {
             return Err(format!("module '{bad}': QEMU's -initrd cannot carry a ',' in a module's path or arguments"));
         }
-        let mut a: Vec<String> = [
-            "-machine",
-            "pc",
-            "-cpu",
-            "max",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-device",
-            "isa-debug-exit,iobase=0xf4,iosize=4",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let mut a: Vec<String> =
+            ["-machine", "pc", "-display", "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=4"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        a.extend(["-cpu".into(), self.cpu.clone()]);
         a.extend(["-m".into(), self.memory_mib.to_string()]);
         a.extend(["-kernel".into(), self.kernel.display().to_string()]);
         if !self.append.is_empty() {
@@ -138,6 +140,14 @@ impl Qemu {
     /// Boots and waits for QEMU to exit, killing it after `timeout`.
     /// Serial output is collected; nothing is read from stdin.
     pub fn run(&self, timeout: Duration) -> Result<Outcome, String> {
+        self.run_until(timeout, |_| false)
+    }
+
+    /// Boots and waits until `stop` is true of the serial output so far
+    /// (then QEMU is killed and the ending is [`Ending::Stopped`]), until
+    /// QEMU exits, or until `timeout`. For machines that do not power off
+    /// by themselves, such as Xen once dom0 has shut down.
+    pub fn run_until(&self, timeout: Duration, stop: impl Fn(&str) -> bool) -> Result<Outcome, String> {
         let mut args = self.base_args()?;
         args.extend(["-serial", "stdio", "-monitor", "none"].map(String::from));
         let child = Command::new(QEMU)
@@ -147,7 +157,7 @@ impl Qemu {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {QEMU}: {e} (run `cargo xtask test`, which installs it)"))?;
-        wait_collecting(child, timeout)
+        wait_collecting(child, timeout, &stop)
     }
 }
 
@@ -158,6 +168,8 @@ pub enum Ending {
     Exited(i32),
     /// QEMU was still running at the deadline and was killed.
     TimedOut,
+    /// The `run_until` condition was met and QEMU was killed.
+    Stopped,
     /// QEMU was killed by a signal.
     Signalled,
 }
@@ -232,7 +244,7 @@ fn drain(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -> std
     })
 }
 
-fn wait_collecting(mut child: Child, timeout: Duration) -> Result<Outcome, String> {
+fn wait_collecting(mut child: Child, timeout: Duration, stop: &dyn Fn(&str) -> bool) -> Result<Outcome, String> {
     let start = Instant::now();
     let out = Arc::new(Mutex::new(Vec::new()));
     let err = Arc::new(Mutex::new(Vec::new()));
@@ -247,6 +259,11 @@ fn wait_collecting(mut child: Child, timeout: Duration) -> Result<Outcome, Strin
                 let _ = child.kill();
                 let _ = child.wait();
                 break Ending::TimedOut;
+            }
+            None if stop(&String::from_utf8_lossy(&out.lock().expect("reader lock")).replace('\r', "")) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Ending::Stopped;
             }
             None => std::thread::sleep(Duration::from_millis(10)),
         }

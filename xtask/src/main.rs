@@ -5,9 +5,11 @@
 //! cargo xtask test    build everything and run every test (host and QEMU)
 //! cargo xtask build   build the images into target/images/
 //! cargo xtask lint    rustfmt and clippy, for the host and the bare-metal target
+//! cargo xtask bench   the guest's benchmarks on real Xen 4.17 and on hv, under -icount
 //! cargo xtask setup   install what the above need (QEMU >= 8, libxen-dev, the Rust target)
 //! ```
 
+mod bench;
 mod setup;
 
 use clap::{Parser, Subcommand};
@@ -46,6 +48,9 @@ enum Cmd {
     Lint,
     /// Install what the other commands need, saying what it installs.
     Setup,
+    /// Boot the guest kernel's benchmarks on real Xen 4.17 and on hv under
+    /// -icount; write a table and target/bench/report.{json,md}.
+    Bench,
 }
 
 #[derive(clap::Args)]
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
         Cmd::Build { debug } => setup::ensure(&[setup::Need::RustTarget]).and_then(|()| build(!debug).map(|_| ())),
         Cmd::Lint => setup::ensure(&[setup::Need::RustTarget]).and_then(|()| lint()),
         Cmd::Setup => setup::ensure(setup::Need::ALL),
+        Cmd::Bench => bench::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -124,7 +130,11 @@ fn status(mut cmd: Command, what: &str) -> Result {
 }
 
 /// The bare-metal images: (cargo package, binary, image file name).
-const IMAGES: &[(&str, &str, &str)] = &[("hv", "hv", "hv.elf")];
+const IMAGES: &[(&str, &str, &str)] = &[
+    ("hv", "hv", "hv.elf"),
+    ("guest-kernel", "guest-kernel", "guest-kernel.elf"),
+    ("minimal-guest", "minimal-guest", "minimal-guest.elf"),
+];
 
 /// Builds every bare-metal image and copies it to target/images/.
 fn build(release: bool) -> Result<Vec<PathBuf>> {

@@ -19,11 +19,15 @@ pub enum Need {
     XenHeaders,
     /// A C compiler, for the layout oracle.
     CCompiler,
+    /// Real Xen 4.17 (Debian's `xen-hypervisor-4.17-amd64`, downloaded and
+    /// unpacked into `target/xen-cache/`, not installed), the reference the
+    /// guest kernel is checked and benchmarked against.
+    RealXen,
 }
 
 impl Need {
     /// Everything `cargo xtask test` needs.
-    pub const ALL: &'static [Need] = &[Need::RustTarget, Need::Qemu, Need::XenHeaders, Need::CCompiler];
+    pub const ALL: &'static [Need] = &[Need::RustTarget, Need::Qemu, Need::XenHeaders, Need::CCompiler, Need::RealXen];
 }
 
 /// The oldest QEMU we accept: 7.2 reports wrong `#GP` error codes for
@@ -57,6 +61,11 @@ pub fn ensure(needs: &[Need]) -> Result {
             Need::CCompiler => {
                 if !works(Command::new("cc").arg("--version")) {
                     apt.install(&["gcc", "libc6-dev"], "a C compiler for the ABI layout test")?;
+                }
+            }
+            Need::RealXen => {
+                if hvtest::xen::xen_image().is_err() {
+                    fetch_real_xen(&mut apt)?;
                 }
             }
         }
@@ -209,4 +218,48 @@ fn has_backports() -> bool {
         std::fs::read_to_string(f)
             .is_ok_and(|t| t.lines().any(|l| !l.trim_start().starts_with('#') && l.contains("bookworm-backports")))
     })
+}
+
+/// Downloads Debian's Xen 4.17 hypervisor package (`apt-get download`, no
+/// install), unpacks it (`dpkg -x`) and gunzips the hypervisor into
+/// `target/xen-cache/`.
+fn fetch_real_xen(apt: &mut Apt) -> Result {
+    let pkg = hvtest::xen::XEN_PACKAGE;
+    let cache = hvtest::xen::cache_dir();
+    let image = cache.join(hvtest::xen::XEN_IMAGE);
+    eprintln!("xtask: fetching real Xen 4.17 for the cross-check tests: {pkg} (apt-get download, unpacked into target/xen-cache/, not installed)");
+    let missing =
+        |tool: &str| msg(format!("fetching {pkg} needs {tool}; or put a gunzipped Xen 4.17 at {}", image.display()));
+    if !works(Command::new("apt-get").arg("--version")) {
+        return Err(missing("apt-get"));
+    }
+    let work = cache.join("download");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| msg(format!("creating {}: {e}", work.display())))?;
+    let download = || works(Command::new("apt-get").args(["download", "-q", pkg]).current_dir(&work));
+    // The package lists may be missing or stale: update once and retry.
+    if !download() && (apt.update().is_err() || !download()) {
+        return Err(msg(format!(
+            "apt-get download {pkg} failed: it needs Debian 12 (bookworm) package lists (`apt-get update` as root)"
+        )));
+    }
+    let deb = std::fs::read_dir(&work)
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "deb")))
+        .ok_or_else(|| msg(format!("apt-get download {pkg} left no .deb in {}", work.display())))?;
+    let unpacked = work.join("root");
+    if !works(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked)) {
+        return Err(missing("dpkg (dpkg -x failed)"));
+    }
+    let gz = unpacked.join("boot").join(format!("{}.gz", hvtest::xen::XEN_IMAGE));
+    let out = Command::new("gzip").arg("-dc").arg(&gz).stderr(Stdio::null()).output().map_err(|_| missing("gzip"))?;
+    if !out.status.success() || out.stdout.is_empty() {
+        return Err(msg(format!("cannot gunzip {} from {pkg}", gz.display())));
+    }
+    let tmp = image.with_extension("tmp");
+    std::fs::write(&tmp, &out.stdout)
+        .and_then(|()| std::fs::rename(&tmp, &image))
+        .map_err(|e| msg(format!("writing {}: {e}", image.display())))?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
 }

@@ -1,0 +1,268 @@
+//! `cargo xtask bench`: the guest kernel's `bench` workload on real Xen
+//! 4.17 and on this hypervisor, side by side.
+//!
+//! Both boots run under `-icount shift=0,sleep=off`, where the guest's TSC
+//! advances one tick per executed instruction, so every figure is an exact,
+//! repeatable instruction count (guest, hypervisor and the transitions
+//! between them). The guest prints `BENCH <name> <instructions>` lines; a
+//! hypervisor that prints none gets an "unavailable" column with the last
+//! line it printed, and the bench still succeeds. Benchmarks are not tests:
+//! nothing here judges the figures.
+//!
+//! Output: a table on stdout, `target/bench/report.json` and
+//! `target/bench/report.md`.
+
+use crate::setup::{self, Need};
+use crate::{Failure, Result};
+use hvtest::{xen, Outcome, Qemu};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+/// How long one hypervisor gets to boot and finish the benchmarks.
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What each benchmark measures, in the guest's words.
+const DESCRIPTIONS: &[(&str, &str)] = &[
+    ("rdtsc_pair", "two back-to-back rdtsc (the measurement's own cost, subtracted from the others)"),
+    ("hypercall_null", "xen_version(XENVER_version, NULL) through the hypercall page, round trip"),
+    ("hypercall_null_syscall", "the same hypercall by a raw syscall"),
+    ("console_write_64", "console_io(CONSOLEIO_write) of 64 bytes"),
+    ("trap_bounce_ud2", "ud2 bounced to the guest's #UD handler, which returns with the iret hypercall"),
+];
+
+/// One hypervisor's column.
+#[derive(Debug)]
+enum Column {
+    /// `BENCH` figures in the order the guest printed them.
+    Figures(Vec<(String, u64)>),
+    /// No figures, and why.
+    Unavailable(String),
+}
+
+/// Runs the benchmarks on both hypervisors and writes the reports.
+pub fn run() -> Result {
+    setup::ensure(&[Need::RustTarget, Need::Qemu, Need::RealXen])?;
+    crate::build(true)?;
+    let guest = hvtest::image("guest-kernel.elf")?;
+
+    eprintln!("xtask: bench on real Xen 4.17 (-icount shift=0,sleep=off)");
+    let xen_col = match xen::dom0(&guest, "bench") {
+        Ok(q) => collect(icount(q), true),
+        Err(e) => Column::Unavailable(e),
+    };
+    eprintln!("xtask: bench on hv (-icount shift=0,sleep=off)");
+    let hv_col = match Qemu::hypervisor() {
+        Ok(q) => collect(icount(q.memory_mib(xen::XEN_MEMORY_MIB).module(&guest, "bench")), false),
+        Err(e) => Column::Unavailable(e),
+    };
+    let columns = [("xen-4.17", xen_col), ("hv", hv_col)];
+
+    let dir = crate::root().join("target").join("bench");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    write(&dir.join("report.json"), &json(&columns))?;
+    let md = markdown(&columns);
+    write(&dir.join("report.md"), &md)?;
+    print!("{}", table(&columns));
+    eprintln!("xtask: wrote target/bench/report.json and target/bench/report.md");
+    Ok(())
+}
+
+fn icount(q: Qemu) -> Qemu {
+    q.cpu(xen::ICOUNT_CPU).icount()
+}
+
+fn write(path: &Path, text: &str) -> Result {
+    std::fs::write(path, text).map_err(|e| Failure::Message(format!("writing {}: {e}", path.display())))
+}
+
+/// Boots `q` and reads its `BENCH` lines. Xen halts instead of powering
+/// off, so on Xen the boot stops when Xen reports the end of dom0.
+fn collect(q: Qemu, on_xen: bool) -> Column {
+    let outcome = if on_xen { q.run_until(TIMEOUT, xen::dom0_ended) } else { q.run(TIMEOUT) };
+    match outcome {
+        Ok(o) => figures(&o),
+        Err(e) => Column::Unavailable(e),
+    }
+}
+
+fn figures(o: &Outcome) -> Column {
+    let figures: Vec<(String, u64)> = o
+        .serial
+        .lines()
+        .filter_map(|l| l.strip_prefix("BENCH "))
+        .filter_map(|rest| {
+            let (name, n) = rest.split_once(' ')?;
+            Some((name.to_string(), n.trim().parse().ok()?))
+        })
+        .collect();
+    if !figures.is_empty() {
+        return Column::Figures(figures);
+    }
+    let last = o
+        .serial
+        .lines()
+        .chain(o.stderr.lines())
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map_or_else(|| format!("no output ({:?})", o.ending), str::to_string);
+    Column::Unavailable(last)
+}
+
+/// Every benchmark name any column has, in first-seen order.
+fn names(columns: &[(&str, Column)]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (_, c) in columns {
+        if let Column::Figures(f) = c {
+            for (n, _) in f {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+        }
+    }
+    names
+}
+
+fn cell(c: &Column, name: &str) -> String {
+    match c {
+        Column::Figures(f) => f.iter().find(|(n, _)| n == name).map_or("-".into(), |(_, v)| v.to_string()),
+        Column::Unavailable(_) => "unavailable".into(),
+    }
+}
+
+fn table(columns: &[(&str, Column)]) -> String {
+    let mut out = String::from("instructions per operation (median; -icount shift=0: one TSC tick per instruction)\n");
+    let _ = write!(out, "{:<24}", "benchmark");
+    for (h, _) in columns {
+        let _ = write!(out, " {h:>12}");
+    }
+    out.push('\n');
+    for name in names(columns) {
+        let _ = write!(out, "{name:<24}");
+        for (_, c) in columns {
+            let _ = write!(out, " {:>12}", cell(c, &name));
+        }
+        out.push('\n');
+    }
+    for (h, c) in columns {
+        if let Column::Unavailable(why) = c {
+            let _ = writeln!(out, "{h}: unavailable: {why}");
+        }
+    }
+    out
+}
+
+fn markdown(columns: &[(&str, Column)]) -> String {
+    let mut out = String::from("# Benchmarks: guest-kernel `bench` workload\n\n");
+    out.push_str(
+        "Instructions per operation: the median `rdtsc` delta over 1000 runs (200 for the console) after 100 \
+         warmup runs, less the empty measurement, under QEMU `-icount shift=0,sleep=off -cpu max,-x2apic`, \
+         where the TSC advances one tick per executed instruction. Generated by `cargo xtask bench`.\n\n",
+    );
+    out.push_str("| benchmark |");
+    for (h, _) in columns {
+        let _ = write!(out, " {h} |");
+    }
+    out.push_str(" what |\n|---|");
+    for _ in columns {
+        out.push_str("---:|");
+    }
+    out.push_str("---|\n");
+    for name in names(columns) {
+        let _ = write!(out, "| `{name}` |");
+        for (_, c) in columns {
+            let _ = write!(out, " {} |", cell(c, &name));
+        }
+        let what = DESCRIPTIONS.iter().find(|(n, _)| *n == name).map_or("", |(_, d)| d);
+        let _ = writeln!(out, " {what} |");
+    }
+    for (h, c) in columns {
+        if let Column::Unavailable(why) = c {
+            let _ = writeln!(out, "\n{h}: unavailable: `{why}`");
+        }
+    }
+    out
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json(columns: &[(&str, Column)]) -> String {
+    let mut out = String::from("{\n  \"unit\": \"instructions\",\n");
+    out.push_str("  \"method\": \"median rdtsc delta less the empty measurement, -icount shift=0,sleep=off\",\n");
+    out.push_str("  \"hypervisors\": {\n");
+    for (i, (h, c)) in columns.iter().enumerate() {
+        let _ = write!(out, "    {}: ", json_string(h));
+        match c {
+            Column::Figures(f) => {
+                out.push_str("{\"status\": \"ok\", \"benchmarks\": {");
+                let items: Vec<String> = f.iter().map(|(n, v)| format!("{}: {v}", json_string(n))).collect();
+                out.push_str(&items.join(", "));
+                out.push_str("}}");
+            }
+            Column::Unavailable(why) => {
+                let _ = write!(out, "{{\"status\": \"unavailable\", \"reason\": {}}}", json_string(why));
+            }
+        }
+        out.push_str(if i + 1 < columns.len() { ",\n" } else { "\n" });
+    }
+    out.push_str("  }\n}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns() -> Vec<(&'static str, Column)> {
+        vec![
+            ("xen-4.17", Column::Figures(vec![("hypercall_null".into(), 304), ("trap_bounce_ud2".into(), 817)])),
+            ("hv", Column::Unavailable("(HV) dom0 \"x\": not implemented".into())),
+        ]
+    }
+
+    #[test]
+    fn reports_show_figures_and_why_a_column_is_missing() {
+        let c = columns();
+        let t = table(&c);
+        assert!(t.contains("hypercall_null") && t.contains("304") && t.contains("hv: unavailable: (HV) dom0"));
+        let md = markdown(&c);
+        assert!(md.contains("| `trap_bounce_ud2` | 817 | unavailable |"));
+        let j = json(&c);
+        assert!(j.contains("\"hypercall_null\": 304"));
+        assert!(j.contains("\"reason\": \"(HV) dom0 \\\"x\\\": not implemented\""));
+    }
+
+    #[test]
+    fn bench_lines_are_parsed_and_silence_explained() {
+        let o = Outcome {
+            ending: hvtest::Ending::Stopped,
+            serial: "(XEN) boot\nBENCH a 12\nBENCH b x\nBENCH c 7\n".into(),
+            stderr: String::new(),
+            elapsed: Duration::ZERO,
+        };
+        match figures(&o) {
+            Column::Figures(f) => assert_eq!(f, [("a".to_string(), 12), ("c".to_string(), 7)]),
+            c => panic!("{c:?}"),
+        }
+        let quiet = Outcome { serial: "(HV) hello\n(HV) dom0 cannot be built\n\n".into(), ..o };
+        match figures(&quiet) {
+            Column::Unavailable(why) => assert_eq!(why, "(HV) dom0 cannot be built"),
+            c => panic!("{c:?}"),
+        }
+    }
+}
