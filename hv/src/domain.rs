@@ -87,7 +87,8 @@ pub struct Domain {
     pub privileged: bool,
     /// Its only vCPU for now.
     pub vcpu: Vcpu,
-    /// The reason recorded by `SCHEDOP_shutdown_code`, for a later crash.
+    /// The reason recorded by `SCHEDOP_shutdown_code`: it replaces the
+    /// reason of any later shutdown or crash, as in Xen.
     pub shutdown_code: Option<ShutdownReason>,
     /// Set once the domain has stopped.
     pub stopped: Option<Stopped>,

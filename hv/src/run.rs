@@ -187,6 +187,11 @@ fn shut_down(guest: &mut Guest, reason: ShutdownReason) -> ! {
 /// Stops a domain. Dom0 is the only domain so far: when it stops, so
 /// does the machine, with a status that says how.
 fn stop(guest: &mut Guest, how: Stopped) -> ! {
+    // A code recorded with SCHEDOP_shutdown_code replaces the reason.
+    let how = match (how, guest.domain.shutdown_code) {
+        (Stopped::Shutdown(_) | Stopped::Crashed, Some(code)) => Stopped::Shutdown(code),
+        _ => how,
+    };
     guest.domain.stopped = Some(how);
     let exit = match how {
         Stopped::Shutdown(ShutdownReason::Poweroff) => Exit::PowerOff,

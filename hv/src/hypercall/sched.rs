@@ -20,7 +20,8 @@ pub(super) fn sched_op(ctx: &mut Ctx<'_>, [cmd, arg, ..]: [u64; 5]) -> Action {
         }
         SCHEDOP_SHUTDOWN => match reason(ctx, arg) {
             Ok(ShutdownReason::Suspend | ShutdownReason::SoftReset) => Action::Return(Err(Errno::EOPNOTSUPP)),
-            Ok(r) => Action::Shutdown(r),
+            // As in Xen, a code recorded by shutdown_code takes precedence.
+            Ok(r) => Action::Shutdown(ctx.domain.shutdown_code.unwrap_or(r)),
             Err(e) => Action::Return(Err(e)),
         },
         SCHEDOP_SHUTDOWN_CODE => match reason(ctx, arg) {
@@ -59,6 +60,11 @@ mod tests {
         assert_eq!(w.call(SCHED_OP, &[SCHEDOP_SHUTDOWN.into(), 0]), Action::Return(Err(Errno::EFAULT)));
         assert_eq!(shutdown(&mut w, SCHEDOP_SHUTDOWN_CODE, SHUTDOWN_REBOOT), Action::Return(Ok(0)));
         assert_eq!(w.domain.shutdown_code, Some(ShutdownReason::Reboot));
+        assert_eq!(
+            shutdown(&mut w, SCHEDOP_SHUTDOWN, SHUTDOWN_POWEROFF),
+            Action::Shutdown(ShutdownReason::Reboot),
+            "the recorded code wins"
+        );
     }
 
     #[test]
