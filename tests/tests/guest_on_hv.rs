@@ -81,3 +81,14 @@ fn undeliverable_faults_crash_the_domain_not_the_hypervisor() {
         assert_eq!(o.exit(), Some(Exit::Dom0Crash), "{workload}\n{}", o.report());
     }
 }
+
+/// §8: the minimal example guest, written with `abi` alone, boots and
+/// powers off.
+#[test]
+fn minimal_example_guest_runs() {
+    let guest = image("minimal-guest.elf").unwrap_or_else(|e| panic!("{e}"));
+    let q = Qemu::hypervisor().unwrap_or_else(|e| panic!("{e}")).module(&guest, "");
+    let o = q.run(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.serial.lines().any(|l| l == "minimal-guest: hello from a PV guest on Xen 4.17"), "{}", o.report());
+    assert_eq!(o.exit(), Some(Exit::PowerOff), "{}", o.report());
+}

@@ -58,9 +58,13 @@ struct RunArgs {
     /// Hypervisor command line (e.g. "loglvl=debug").
     #[arg(long, default_value = "")]
     cmdline: String,
-    /// A multiboot module: "FILE [ARGS]"; repeat for more. The first is dom0.
+    /// A multiboot module: "FILE [ARGS]"; repeat for more. The first is
+    /// dom0. Without any, dom0 is the guest kernel running its selftest.
     #[arg(long = "module", value_name = "FILE [ARGS]")]
     modules: Vec<String>,
+    /// Boot the hypervisor alone, with no dom0.
+    #[arg(long, conflicts_with = "modules")]
+    no_dom0: bool,
     /// Guest RAM in MiB.
     #[arg(long, default_value_t = 1024)]
     memory: u32,
@@ -164,7 +168,13 @@ fn run(args: RunArgs) -> Result {
     setup::ensure(&[setup::Need::RustTarget, setup::Need::Qemu])?;
     build(!args.debug)?;
     let mut q = hvtest::Qemu::hypervisor()?.memory_mib(args.memory).cmdline(&args.cmdline);
-    for m in &args.modules {
+    let default_dom0 = [format!("{} selftest", hvtest::images_dir().join("guest-kernel.elf").display())];
+    let modules: &[String] = match (&args.modules[..], args.no_dom0) {
+        (_, true) => &[],
+        ([], false) => &default_dom0,
+        (given, false) => given,
+    };
+    for m in modules {
         let (file, rest) = m.split_once(' ').unwrap_or((m, ""));
         if !Path::new(file).is_file() {
             return Err(Failure::Message(format!("module '{file}' is not a file")));
