@@ -22,6 +22,8 @@ pub enum Workload {
     /// Fault with the stack pointer on an unmapped page: the hypervisor
     /// cannot write the bounce frame and must crash us.
     FaultBadStack,
+    /// Check that privileged instructions, port I/O included, raise `#GP`.
+    Privileged,
 }
 
 impl Workload {
@@ -33,6 +35,7 @@ impl Workload {
         Workload::Crash,
         Workload::FaultNoHandler,
         Workload::FaultBadStack,
+        Workload::Privileged,
     ];
 
     /// The workload's command-line name.
@@ -44,12 +47,13 @@ impl Workload {
             Workload::Crash => "crash",
             Workload::FaultNoHandler => "fault-no-handler",
             Workload::FaultBadStack => "fault-bad-stack",
+            Workload::Privileged => "privileged",
         }
     }
 }
 
 /// The workloads' names, for messages.
-pub const KNOWN: &str = "selftest, bench, reboot, crash, fault-no-handler, fault-bad-stack";
+pub const KNOWN: &str = "selftest, bench, reboot, crash, fault-no-handler, fault-bad-stack, privileged";
 
 /// The bytes of a NUL-terminated command line up to the NUL.
 pub fn until_nul(raw: &[u8]) -> &[u8] {

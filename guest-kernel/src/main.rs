@@ -11,6 +11,8 @@ mod bench;
 #[cfg(target_os = "none")]
 mod hostile;
 #[cfg(target_os = "none")]
+mod privileged;
+#[cfg(target_os = "none")]
 mod probe;
 #[cfg(target_os = "none")]
 mod selftest;
@@ -52,6 +54,7 @@ fn main() -> ! {
         Ok(Workload::Crash) => shutdown(abi::sched::ShutdownReason::Crash),
         Ok(Workload::FaultNoHandler) => hostile::fault_no_handler(),
         Ok(Workload::FaultBadStack) => hostile::fault_bad_stack(),
+        Ok(Workload::Privileged) => privileged::run(),
         Err(word) => {
             println!("unknown workload '{}' on the command line (known: {})", Escaped(word), cmdline::KNOWN);
             shutdown(abi::sched::ShutdownReason::Crash)

@@ -24,10 +24,10 @@ use guest_kernel::text::{c_bytes, contains, is_printable_c_string, Escaped, Msg}
 use guest_kernel::{entry, msg, println, shared, traps};
 
 /// A check's verdict: `Err` says why it failed.
-type Check = Result<(), Msg>;
+pub type Check = Result<(), Msg>;
 
 /// A check that needs the trap table.
-type TrapCheck = (&'static str, fn() -> Check);
+pub type TrapCheck = (&'static str, fn() -> Check);
 
 /// Fails the check with a formatted reason unless `cond` holds.
 macro_rules! ensure {
@@ -46,14 +46,18 @@ const INT_DPL0: u8 = 0x81;
 /// An address in the lower half that the boot mapping leaves unmapped.
 const UNMAPPED: u64 = 0x0000_0000_dead_b000;
 
-#[derive(Default)]
-struct Report {
-    pass: u32,
-    fail: u32,
+/// Counts checks and prints one `TEST` line per check.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Checks that passed.
+    pub pass: u32,
+    /// Checks that failed.
+    pub fail: u32,
 }
 
 impl Report {
-    fn check(&mut self, name: &str, result: Check) {
+    /// Records and prints one check's result.
+    pub fn check(&mut self, name: &str, result: Check) {
         match result {
             Ok(()) => {
                 self.pass += 1;
@@ -91,7 +95,7 @@ pub fn run() -> ! {
     r.check("segment_base", check_segment_base());
     r.check("shared_info", check_shared_info());
 
-    let trap_checks: [TrapCheck; 10] = [
+    let trap_checks: [TrapCheck; 16] = [
         ("trap_ud", check_ud),
         ("trap_bp", check_bp),
         ("trap_de", check_de),
@@ -102,6 +106,12 @@ pub fn run() -> ! {
         ("bounce_frame", check_bounce_frame),
         ("iret_registers", check_iret_registers),
         ("m2p", check_m2p),
+        ("read_cr2", check_read_cr2),
+        ("read_cr3", check_read_cr3),
+        ("cpuid_forced", check_cpuid_forced),
+        ("lgdt_gp", || expect_gp(probe!("lgdt [{p}]", p = in(reg) [0u8; 10].as_ptr()), "lgdt")),
+        ("mov_cr0_gp", || expect_gp(probe!("mov cr0, {v}", v = in(reg) 0u64), "mov to %cr0")),
+        ("wrmsr_gp", || expect_gp(probe!("wrmsr", in("ecx") 0x1234_5678u32, in("eax") 0u32, in("edx") 0u32), "wrmsr")),
     ];
     for (name, check) in trap_checks {
         r.check(name, if traps_ok { check() } else { Err(msg!("skipped: no trap table")) });
@@ -323,6 +333,67 @@ fn check_pf() -> Check {
         Some(cr2) if cr2 != UNMAPPED => Err(msg!("vcpu_info.arch.cr2 {cr2:#x}, want {UNMAPPED:#x}")),
         Some(_) => Ok(()),
     }
+}
+
+/// A privileged instruction in guest kernel mode must reach the guest as
+/// `#GP(0)` at the instruction.
+pub fn expect_gp(p: Probe, what: &str) -> Check {
+    expect(&took(&p, what)?, GP, 0, p.at)
+}
+
+/// Reading `%cr2` is emulated: it gives the last page fault's address
+/// (`trap_pf` ran before).
+fn check_read_cr2() -> Check {
+    let cr2: u64;
+    let p = probe!("mov {v}, cr2", v = out(reg) cr2);
+    ensure!(p.seen.is_none(), "mov from %cr2 raised vector {}", p.seen.map_or(0, |s| s.vector));
+    ensure!(cr2 == UNMAPPED, "%cr2 reads {cr2:#x}, want the last fault's {UNMAPPED:#x}");
+    Ok(())
+}
+
+/// Reading `%cr3` is emulated: the machine address of the current L4,
+/// which is the bootstrap L4 at `pt_base`.
+fn check_read_cr3() -> Check {
+    let cr3: u64;
+    let p = probe!("mov {v}, cr3", v = out(reg) cr3);
+    ensure!(p.seen.is_none(), "mov from %cr3 raised vector {}", p.seen.map_or(0, |s| s.vector));
+    let si = start_info();
+    // SAFETY: check_start_info verified the p2m array lies in the mapping.
+    let p2m = unsafe { core::slice::from_raw_parts(si.mfn_list as *const u64, si.nr_pages as usize) };
+    let l4_mfn = p2m.get(((si.pt_base - VIRT_BASE) / PAGE_SIZE) as usize).copied().unwrap_or(INVALID_P2M_ENTRY);
+    ensure!(cr3 >> 12 == l4_mfn, "%cr3 reads {cr3:#x}, want the L4's machine frame {l4_mfn:#x}");
+    Ok(())
+}
+
+/// CPUID behind Xen's forced-emulation prefix (`ud2; .ascii "xen"`) runs
+/// CPUID for the guest: leaf 0 names the same vendor as plain CPUID.
+fn check_cpuid_forced() -> Check {
+    let (rbx, ecx, edx): (u64, u32, u32);
+    // SAFETY: rbx is saved and restored around CPUID (LLVM reserves it);
+    // if the prefix were not emulated, the #UD would reach the probe
+    // handler unarmed and crash the domain, failing the selftest.
+    unsafe {
+        core::arch::asm!(
+            "mov {b}, rbx",
+            ".byte 0x0f, 0x0b, 0x78, 0x65, 0x6e",
+            "cpuid",
+            "xchg {b}, rbx",
+            b = out(reg) rbx,
+            inout("eax") 0u32 => _,
+            inout("ecx") 0u32 => ecx,
+            out("edx") edx,
+        );
+    }
+    let native = core::arch::x86_64::__cpuid(0);
+    ensure!(
+        (rbx as u32, edx, ecx) == (native.ebx, native.edx, native.ecx),
+        "vendor {:#x}/{edx:#x}/{ecx:#x}, plain CPUID says {:#x}/{:#x}/{:#x}",
+        rbx as u32,
+        native.ebx,
+        native.edx,
+        native.ecx
+    );
+    Ok(())
 }
 
 fn check_int_dpl3() -> Check {
