@@ -124,6 +124,20 @@ impl Platform for Machine {
 /// Handles an entry from the running guest; on return the frame says where
 /// it resumes.
 pub fn from_guest(regs: &mut Regs) {
+    handle(regs);
+    // The one way back to a guest is `iretq`, which faults in the
+    // hypervisor on a non-canonical `rip`. Handlers validate every address
+    // they install, but emulation steps `rip` past an instruction, which
+    // can cross the top of the lower half: never let that reach `iretq`.
+    if !hv::layout::is_canonical(regs.rip) {
+        let mut current = CURRENT.lock();
+        if let Some(guest) = current.as_mut() {
+            crash(guest, regs, "resumed at a non-canonical rip");
+        }
+    }
+}
+
+fn handle(regs: &mut Regs) {
     let mut current = CURRENT.lock();
     let Some(guest) = current.as_mut() else {
         console::emergency(format_args!(
@@ -147,7 +161,12 @@ pub fn from_guest(regs: &mut Regs) {
             None => {}
             Some(Action::Shutdown(reason)) => shut_down(guest, reason),
             Some(Action::Crash(why)) => crash(guest, regs, why),
-            Some(other) => unreachable!("complete() passes on only shutdowns and crashes, got {other:?}"),
+            // complete() passes on only shutdowns and crashes; should that
+            // ever change, stopping the guest is safe where a panic is not.
+            Some(other) => {
+                log::error!("d{}: unexpected hypercall outcome {other:?}", guest.domain.id);
+                crash(guest, regs, "unexpected hypercall outcome")
+            }
         }
         return;
     }
