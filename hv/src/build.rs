@@ -189,6 +189,8 @@ pub fn build_pv(spec: &PvDomainSpec<'_>, mem: &mut impl MachineFrames) -> Result
         ..Regs::default()
     };
     let mut domain = Domain::new(spec.domid, spec.initial_domain, l4 * PAGE_SIZE);
+    domain.nr_pages = spec.memory.len();
+    domain.max_pages = spec.memory.len();
     domain.page_table_frames = FrameRange { start: mfn_of(pt.pfn), end: mfn_of(pt.pfn + pt.pages) };
     Ok(Built { domain, regs, layout, cmdline_truncated: si.cmdline_truncated })
 }

@@ -92,6 +92,10 @@ pub struct Domain {
     pub shutdown_code: Option<ShutdownReason>,
     /// Set once the domain has stopped.
     pub stopped: Option<Stopped>,
+    /// Frames the domain holds now.
+    pub nr_pages: u64,
+    /// Most frames the domain may hold.
+    pub max_pages: u64,
     /// Frames holding the domain's page tables, which it may never map
     /// writable. Until page-type tracking lands these are the bootstrap
     /// tables, the only ones a guest can have.
@@ -107,6 +111,8 @@ impl Domain {
             vcpu: Vcpu::new(0, cr3),
             shutdown_code: None,
             stopped: None,
+            nr_pages: 0,
+            max_pages: 0,
             page_table_frames: FrameRange::default(),
         }
     }

@@ -111,6 +111,14 @@ unsafe impl Pod for abi::sched::XenFeatureInfo {}
 // SAFETY: as above.
 unsafe impl Pod for abi::start_info::StartInfo {}
 // SAFETY: as above.
+unsafe impl Pod for abi::mm::MulticallEntry {}
+// SAFETY: as above.
+unsafe impl Pod for abi::mm::MmuextOp {}
+// SAFETY: as above.
+unsafe impl Pod for abi::mm::XenMemoryMap {}
+// SAFETY: as above.
+unsafe impl Pod for abi::mm::XenMachphysMfnList {}
+// SAFETY: as above.
 unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
 
 /// The bytes of a plain-old-data value.

@@ -81,6 +81,14 @@ pub fn init_m2p(frames: u64) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The M2P's frames: `(first frame, frames)`.
+pub fn m2p_frames() -> (Mfn, u64) {
+    match *M2P.lock() {
+        Some((base, entries)) => (base, (entries * 8).div_ceil(PAGE_SIZE)),
+        None => (0, 0),
+    }
+}
+
 /// Records that machine frame `mfn` is guest frame `pfn`.
 pub fn set_m2p(mfn: Mfn, pfn: u64) {
     let m2p = M2P.lock();

@@ -112,6 +112,14 @@ impl Platform for Machine {
         FRAMES.lock().as_ref().map_or(FrameUse::Absent, |t| t.usage(mfn))
     }
 
+    fn m2p_frames(&mut self) -> (Mfn, u64) {
+        crate::memory::m2p_frames()
+    }
+
+    fn max_mfn(&mut self) -> Mfn {
+        FRAMES.lock().as_ref().map_or(0, |t| t.frames())
+    }
+
     fn flush_tlb(&mut self, va: Option<u64>) {
         match va {
             Some(va) => cpu::invlpg(va),

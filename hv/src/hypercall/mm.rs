@@ -71,6 +71,48 @@ fn update(ctx: &mut Ctx<'_>, va: u64, val: u64, flags: u64) -> Result<(), Errno>
     Ok(())
 }
 
+/// `mmuext_op(ops, count, done, foreigndom)`: extended MMU operations, in
+/// order, stopping at the first failure; `*done` (if not null) gets how
+/// many succeeded. Only the TLB operations exist until page-type tracking
+/// lands; the rest are `-ENOSYS`. With one CPU, the `MULTI` and `ALL`
+/// variants are the local ones.
+pub(super) fn mmuext_op(ctx: &mut Ctx<'_>, [ops, count, done_ptr, foreigndom, ..]: [u64; 5]) -> Action {
+    use crate::guest::{self, GuestPtr};
+    use abi::mm::*;
+    if foreigndom != u64::from(DOMID_SELF) && foreigndom != u64::from(ctx.domain.id) {
+        return Action::Return(Err(Errno::EPERM));
+    }
+    let mut done = 0u64;
+    let mut result = Ok(0);
+    while done < count {
+        let Ok(op) = guest::read_obj::<MmuextOp, _>(ctx.mem, GuestPtr(ops).add(done.wrapping_mul(24))) else {
+            result = Err(Errno::EFAULT);
+            break;
+        };
+        let r = match op.cmd {
+            MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_MULTI | MMUEXT_TLB_FLUSH_ALL => {
+                ctx.platform.flush_tlb(None);
+                Ok(())
+            }
+            MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_MULTI | MMUEXT_INVLPG_ALL if range_ok(op.arg1, 1) => {
+                ctx.platform.flush_tlb(Some(op.arg1));
+                Ok(())
+            }
+            MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_MULTI | MMUEXT_INVLPG_ALL => Err(Errno::EINVAL),
+            _ => Err(Errno::ENOSYS),
+        };
+        if let Err(e) = r {
+            result = Err(e);
+            break;
+        }
+        done += 1;
+    }
+    if done_ptr != 0 && guest::write_obj(ctx.mem, GuestPtr(done_ptr), &done).is_err() {
+        return Action::Return(Err(Errno::EFAULT));
+    }
+    Action::Return(result)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::World;
@@ -150,5 +192,41 @@ mod tests {
             assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "va {va:#x}");
         }
         assert_eq!(l1(&w), 0);
+    }
+}
+
+#[cfg(test)]
+mod mmuext_tests {
+    use super::super::testing::{World, MEM_BASE};
+    use crate::guest::{self, GuestPtr};
+    use abi::errno::Errno;
+    use abi::hypercall::MMUEXT_OP;
+    use abi::mm::*;
+
+    fn op(cmd: u32, arg1: u64) -> MmuextOp {
+        MmuextOp { cmd, _pad0: 0, arg1, arg2: 0 }
+    }
+
+    #[test]
+    fn tlb_ops_run_in_order_and_stop_at_the_first_failure() {
+        let mut w = World::new(false);
+        let ops = [
+            op(MMUEXT_TLB_FLUSH_LOCAL, 0),
+            op(MMUEXT_INVLPG_ALL, 0x5000),
+            op(MMUEXT_INVLPG_LOCAL, 0xffff_8000_0000_0000),
+            op(MMUEXT_TLB_FLUSH_ALL, 0),
+        ];
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &ops).unwrap();
+        w.call(MMUEXT_OP, &[MEM_BASE, 4, MEM_BASE + 0x1000, DOMID_SELF.into()]);
+        assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "invlpg of a hypervisor address");
+        assert_eq!(guest::read_obj::<u64, _>(&mut w.mem, GuestPtr(MEM_BASE + 0x1000)).unwrap(), 2);
+        assert_eq!(w.platform.flushes, [None, Some(0x5000)]);
+        w.call(MMUEXT_OP, &[MEM_BASE, 2, 0, DOMID_SELF.into()]);
+        assert_eq!(w.ret(), 0, "a null done pointer is fine");
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &op(MMUEXT_PIN_L4_TABLE, 0)).unwrap();
+        w.call(MMUEXT_OP, &[MEM_BASE, 1, 0, DOMID_SELF.into()]);
+        assert_eq!(w.ret(), Errno::ENOSYS.as_ret());
+        w.call(MMUEXT_OP, &[MEM_BASE, 1, 0, 3]);
+        assert_eq!(w.ret(), Errno::EPERM.as_ret(), "foreign domains need the toolstack");
     }
 }

@@ -9,7 +9,9 @@
 //! and say what happens next with an [`Action`].
 
 mod console;
+mod memory;
 mod mm;
+mod multicall;
 mod sched;
 mod traps;
 mod version;
@@ -42,6 +44,11 @@ pub trait Platform {
     fn frame_owner(&mut self, mfn: Mfn) -> FrameUse;
     /// Flushes this CPU's TLB: one page, or everything.
     fn flush_tlb(&mut self, va: Option<u64>);
+    /// The machine-to-phys table: its first frame and its size in frames
+    /// (one contiguous run).
+    fn m2p_frames(&mut self) -> (Mfn, u64);
+    /// One past the highest machine frame.
+    fn max_mfn(&mut self) -> Mfn;
 }
 
 /// Everything a handler works on.
@@ -105,7 +112,11 @@ pub static TABLE: [Option<Entry>; TABLE_SIZE] = {
     t[nr::SET_TRAP_TABLE as usize] = entry("set_trap_table", traps::set_trap_table, false);
     t[nr::STACK_SWITCH as usize] = entry("stack_switch", traps::stack_switch, false);
     t[nr::SET_CALLBACKS as usize] = entry("set_callbacks", traps::set_callbacks, false);
+    t[nr::MEMORY_OP as usize] = entry("memory_op", memory::memory_op, false);
+    t[nr::MULTICALL as usize] = entry("multicall", multicall::multicall, false);
     t[nr::UPDATE_VA_MAPPING as usize] = entry("update_va_mapping", mm::update_va_mapping, false);
+    t[nr::VM_ASSIST as usize] = entry("vm_assist", memory::vm_assist, false);
+    t[nr::MMUEXT_OP as usize] = entry("mmuext_op", mm::mmuext_op, false);
     t[nr::XEN_VERSION as usize] = entry("xen_version", version::xen_version, false);
     t[nr::CONSOLE_IO as usize] = entry("console_io", console::console_io, true);
     t[nr::IRET as usize] = entry("iret", traps::iret, false);
@@ -119,6 +130,11 @@ pub static TABLE: [Option<Entry>; TABLE_SIZE] = {
 pub fn dispatch(ctx: &mut Ctx<'_>) -> Action {
     let number = ctx.regs.rax;
     let args = ctx.regs.hypercall_args();
+    call(ctx, number, args)
+}
+
+/// Runs hypercall `number` with `args` for the caller in `ctx`.
+pub fn call(ctx: &mut Ctx<'_>, number: u64, args: [u64; 5]) -> Action {
     match usize::try_from(number).ok().and_then(|n| TABLE.get(n)).and_then(Option::as_ref) {
         None => Action::Return(Err(Errno::ENOSYS)),
         Some(e) if e.privileged && !ctx.domain.privileged => Action::Return(Err(Errno::EPERM)),
@@ -177,6 +193,12 @@ pub(crate) mod testing {
         }
         fn flush_tlb(&mut self, va: Option<u64>) {
             self.flushes.push(va);
+        }
+        fn m2p_frames(&mut self) -> (Mfn, u64) {
+            (0x300, 1024)
+        }
+        fn max_mfn(&mut self) -> Mfn {
+            0x8_0000
         }
     }
 

@@ -1,0 +1,90 @@
+//! `multicall`: a batch of hypercalls in one entry.
+
+use super::{call, Action, Ctx};
+use crate::guest::{self, GuestPtr};
+use abi::errno::{encode_result, Errno};
+use abi::hypercall as nr;
+use abi::mm::MulticallEntry;
+
+/// Size of one `multicall_entry`.
+const ENTRY_BYTES: u64 = core::mem::size_of::<MulticallEntry>() as u64;
+
+/// `multicall(list, count)`: runs each entry's hypercall with its
+/// arguments and stores its result in the entry; a failing entry does not
+/// stop the batch. Nested multicalls and `iret` (which would rewrite the
+/// caller's frame mid-batch) fail with `-EINVAL` in their entry. A
+/// shutdown or crash ends the batch, as it ends the domain. There is no
+/// preemption: a batch runs to completion, bounded by the entries the
+/// caller's memory can hold.
+pub(super) fn multicall(ctx: &mut Ctx<'_>, [list, count, ..]: [u64; 5]) -> Action {
+    let list = GuestPtr(list);
+    for i in 0..count {
+        let at = list.add(i.wrapping_mul(ENTRY_BYTES));
+        let Ok(entry) = guest::read_obj::<MulticallEntry, _>(ctx.mem, at) else {
+            return Action::Return(Err(Errno::EFAULT));
+        };
+        let [a0, a1, a2, a3, a4, _] = entry.args;
+        let result = match entry.op {
+            nr::MULTICALL | nr::IRET => Err(Errno::EINVAL),
+            op => match call(ctx, op, [a0, a1, a2, a3, a4]) {
+                Action::Return(r) => r,
+                // Only iret resumes a rewritten frame, and it is refused above.
+                Action::Resume => Err(Errno::EINVAL),
+                stop @ (Action::Shutdown(_) | Action::Crash(_)) => return stop,
+            },
+        };
+        if guest::write_obj(ctx.mem, at.add(8), &encode_result(result)).is_err() {
+            return Action::Return(Err(Errno::EFAULT));
+        }
+    }
+    Action::Return(Ok(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{World, MEM_BASE};
+    use super::*;
+    use abi::sched::{SchedShutdown, ShutdownReason, SCHEDOP_SHUTDOWN, XENVER_PAGESIZE, XENVER_VERSION};
+
+    fn entry(op: u64, args: &[u64]) -> MulticallEntry {
+        let mut a = [0; 6];
+        a[..args.len()].copy_from_slice(args);
+        MulticallEntry { op, result: 0xdead, args: a }
+    }
+
+    fn result(w: &mut World, i: u64) -> i64 {
+        guest::read_obj::<u64, _>(&mut w.mem, GuestPtr(MEM_BASE + i * 64 + 8)).unwrap() as i64
+    }
+
+    #[test]
+    fn every_entry_runs_and_records_its_result() {
+        let mut w = World::new(true);
+        let batch = [
+            entry(nr::XEN_VERSION, &[XENVER_VERSION.into()]),
+            entry(999, &[]),
+            entry(nr::XEN_VERSION, &[XENVER_PAGESIZE.into()]),
+            entry(nr::MULTICALL, &[MEM_BASE, 1]),
+            entry(nr::IRET, &[]),
+        ];
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &batch).unwrap();
+        assert_eq!(w.call(nr::MULTICALL, &[MEM_BASE, 5]), Action::Return(Ok(0)));
+        assert_eq!(result(&mut w, 0), 0x0004_0011);
+        assert_eq!(result(&mut w, 1), Errno::ENOSYS.as_ret(), "a failing entry does not stop the batch");
+        assert_eq!(result(&mut w, 2), 4096);
+        assert_eq!(result(&mut w, 3), Errno::EINVAL.as_ret(), "no nesting");
+        assert_eq!(result(&mut w, 4), Errno::EINVAL.as_ret(), "no iret");
+    }
+
+    #[test]
+    fn a_shutdown_ends_the_batch_and_bad_lists_fault() {
+        let mut w = World::new(true);
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE + 0x1000), &SchedShutdown { reason: 0 }).unwrap();
+        let batch = [entry(nr::SCHED_OP, &[SCHEDOP_SHUTDOWN.into(), MEM_BASE + 0x1000]), entry(nr::XEN_VERSION, &[0])];
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &batch).unwrap();
+        assert_eq!(w.call(nr::MULTICALL, &[MEM_BASE, 2]), Action::Shutdown(ShutdownReason::Poweroff));
+        assert_eq!(result(&mut w, 1), 0xdead, "not run");
+        assert_eq!(w.call(nr::MULTICALL, &[0xffff_8000_0000_0000, 1]), Action::Return(Err(Errno::EFAULT)));
+        assert_eq!(w.call(nr::MULTICALL, &[MEM_BASE + 0xfff0, 1]), Action::Return(Err(Errno::EFAULT)));
+        assert_eq!(w.call(nr::MULTICALL, &[0, 0]), Action::Return(Ok(0)), "an empty batch");
+    }
+}
