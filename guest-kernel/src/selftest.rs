@@ -79,6 +79,7 @@ pub fn run() -> ! {
     r.check("raw_syscall", check_raw_syscall());
     r.check("console_write", check_console_write());
     r.check("console_read", check_console_read());
+    r.check("bad_pointers_efault", check_bad_pointers());
     r.check("xen_version", check_xen_version());
     r.check("extraversion", check_extraversion());
     r.check("capabilities", check_capabilities());
@@ -188,6 +189,42 @@ fn check_raw_syscall() -> Check {
 fn check_console_write() -> Check {
     let r = hv().console_write(b"selftest: console_io write\n").map_err(|e| msg!("console_io(write): {e}"))?;
     ensure!(r == 0, "console_io(write) returned {r}, not 0");
+    Ok(())
+}
+
+/// Guest pointers that are unmapped, odd-sized, or in the hypervisor's
+/// range give `-EFAULT`, and the hypervisor keeps running.
+fn check_bad_pointers() -> Check {
+    use abi::sched::{CONSOLEIO_WRITE, XENVER_EXTRAVERSION, XENVER_PLATFORM_PARAMETERS};
+    let cases: [(&str, u64, [u64; 5]); 5] = [
+        (
+            "console_io write of 5 unmapped bytes",
+            abi::hypercall::CONSOLE_IO,
+            [CONSOLEIO_WRITE.into(), 5, UNMAPPED, 0, 0],
+        ),
+        (
+            "console_io write of 21 unmapped bytes",
+            abi::hypercall::CONSOLE_IO,
+            [CONSOLEIO_WRITE.into(), 21, UNMAPPED, 0, 0],
+        ),
+        ("extraversion to an unmapped page", XEN_VERSION, [XENVER_EXTRAVERSION.into(), UNMAPPED, 0, 0, 0]),
+        (
+            "platform_parameters into the M2P",
+            XEN_VERSION,
+            [XENVER_PLATFORM_PARAMETERS.into(), MACH2PHYS_VIRT_START, 0, 0, 0],
+        ),
+        (
+            "extraversion into the hypervisor",
+            XEN_VERSION,
+            [XENVER_EXTRAVERSION.into(), HYPERVISOR_VIRT_START + 0x2d0_8000_0000, 0, 0, 0],
+        ),
+    ];
+    for (what, nr, args) in cases {
+        // SAFETY: every pointer is one the hypervisor must refuse before
+        // it touches memory; this kernel's own memory is not involved.
+        let r = unsafe { hv().call(nr, args) };
+        ensure!(r == Err(Errno::EFAULT), "{what}: {r:?}, want EFAULT");
+    }
     Ok(())
 }
 

@@ -112,17 +112,28 @@ enter_guest:
     /*
      * Copies between hypervisor and guest memory with the guest's page
      * tables loaded: hv_copy_guest(dst, src, len) returns the bytes NOT
-     * copied. A fault on the `rep movsb` resumes at the fixup, which
-     * returns what is left in rcx (see hv_trap).
+     * copied. Whole quadwords first, then the tail bytes. A fault on
+     * either `rep movs` resumes at its fixup (see hv_trap), which returns
+     * what is left: rcx counts quadwords in the first, bytes in the second.
      */
-    .global hv_copy_guest, copy_guest_insn, copy_guest_fixup
+    .global hv_copy_guest, copy_guest_insn_q, copy_guest_fixup_q, copy_guest_insn_b, copy_guest_fixup_b
 hv_copy_guest:
     mov %rdx, %rcx
-copy_guest_insn:
+    shr $3, %rcx
+copy_guest_insn_q:
+    rep movsq
+    mov %rdx, %rcx
+    and $7, %rcx
+copy_guest_insn_b:
     rep movsb
     xor %eax, %eax
     ret
-copy_guest_fixup:
+copy_guest_fixup_q:
+    shl $3, %rcx
+    and $7, %rdx
+    lea (%rcx, %rdx), %rax
+    ret
+copy_guest_fixup_b:
     mov %rcx, %rax
     ret
 
@@ -143,8 +154,10 @@ extern "C" {
     fn syscall_entry32();
     fn enter_guest(regs: *const Regs) -> !;
     fn hv_copy_guest(dst: *mut u8, src: *const u8, len: usize) -> usize;
-    static copy_guest_insn: u8;
-    static copy_guest_fixup: u8;
+    static copy_guest_insn_q: u8;
+    static copy_guest_fixup_q: u8;
+    static copy_guest_insn_b: u8;
+    static copy_guest_fixup_b: u8;
 }
 
 /// Address of the entry stub for `vector`.
@@ -214,8 +227,11 @@ extern "C" fn hv_trap(frame: &mut Regs) {
         // An NMI is not a fault in the code it interrupted.
         2 => log::warn!("NMI received at rip {:#018x}; continuing", frame.rip),
         // A guest copy faulted: the copy reports what it could not do.
-        13 | 14 if frame.rip == core::ptr::addr_of!(copy_guest_insn) as u64 => {
-            frame.rip = core::ptr::addr_of!(copy_guest_fixup) as u64;
+        13 | 14 if frame.rip == core::ptr::addr_of!(copy_guest_insn_q) as u64 => {
+            frame.rip = core::ptr::addr_of!(copy_guest_fixup_q) as u64;
+        }
+        13 | 14 if frame.rip == core::ptr::addr_of!(copy_guest_insn_b) as u64 => {
+            frame.rip = core::ptr::addr_of!(copy_guest_fixup_b) as u64;
         }
         // External interrupts: all sources are masked, so these are the
         // PIC's spurious IRQ 7 and 15 (no EOI for those).
