@@ -39,6 +39,9 @@ pub struct Vcpu {
     pub cr2: u64,
     /// Machine address of the current kernel page-table base (its CR3).
     pub cr3: u64,
+    /// Machine address of the user page-table base, loaded in guest user
+    /// mode (0: none set, so the guest cannot enter user mode).
+    pub user_cr3: u64,
     /// FS base.
     pub fs_base: u64,
     /// GS base while in guest kernel mode.
@@ -62,6 +65,7 @@ impl Vcpu {
             kernel_mode: true,
             cr2: 0,
             cr3,
+            user_cr3: 0,
             fs_base: 0,
             gs_base_kernel: 0,
             gs_base_user: 0,

@@ -66,6 +66,20 @@ impl GuestMemory for CurrentSpace {
 /// The hardware, as hypercall handlers see it.
 struct Machine;
 
+impl trap::GuestCpu for Machine {
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
+        let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+        [r.eax, r.ebx, r.ecx, r.edx]
+    }
+
+    fn switch_guest_mode(&mut self, cr3: u64) {
+        cpu::swapgs();
+        // SAFETY: `cr3` is a base the domain's page tables were validated
+        // for, whose hypervisor slots are the hypervisor's own.
+        unsafe { cpu::write_cr3(cr3) };
+    }
+}
+
 impl Platform for Machine {
     fn console_write(&mut self, domain: DomId, bytes: &[u8]) {
         // Dom0 writes straight to the console, as on Xen.
@@ -159,10 +173,13 @@ fn handle(regs: &mut Regs) {
     // life and the hypervisor is the only other user; nothing else holds a
     // reference while the guest is not running.
     let vinfo = unsafe { &mut (*shared_info(guest.shared_info)).vcpu_info[0] };
-    if regs.vector == SYSCALL_VECTOR {
-        if !guest.domain.vcpu.kernel_mode {
-            crash(guest, regs, "system call from guest user mode, which is not supported yet");
+    if regs.vector == SYSCALL_VECTOR && !guest.domain.vcpu.kernel_mode {
+        if let Err(c) = trap::user_syscall(regs, &mut guest.domain.vcpu, vinfo, &mut CurrentSpace, &mut Machine) {
+            report_crash(guest, c);
         }
+        return;
+    }
+    if regs.vector == SYSCALL_VECTOR {
         let mut ctx = Ctx { regs, domain: &mut guest.domain, vinfo, mem: &mut CurrentSpace, platform: &mut Machine };
         let action = hypercall::dispatch(&mut ctx);
         match hypercall::complete(regs, action) {
@@ -184,21 +201,21 @@ fn handle(regs: &mut Regs) {
         return;
     }
     let exc = Exception { vector, cr2: cpu::read_cr2() };
-    let mut cpuid = |leaf, sub| {
-        let r = core::arch::x86_64::__cpuid_count(leaf, sub);
-        [r.eax, r.ebx, r.ecx, r.edx]
-    };
-    if let Err(c) = trap::guest_exception(regs, &mut guest.domain.vcpu, vinfo, &mut CurrentSpace, exc, &mut cpuid) {
-        log::error!(
-            "d{}: crashed: {} (vector {}) at rip {:#x}: {}",
-            guest.domain.id,
-            traps::vector_name(c.vector.into()),
-            c.vector,
-            c.rip,
-            c.reason
-        );
-        stop(guest, Stopped::Crashed);
+    if let Err(c) = trap::guest_exception(regs, &mut guest.domain.vcpu, vinfo, &mut CurrentSpace, exc, &mut Machine) {
+        report_crash(guest, c);
     }
+}
+
+fn report_crash(guest: &mut Guest, c: trap::Crash) -> ! {
+    log::error!(
+        "d{}: crashed: {} (vector {}) at rip {:#x}: {}",
+        guest.domain.id,
+        traps::vector_name(c.vector),
+        c.vector,
+        c.rip,
+        c.reason
+    );
+    stop(guest, Stopped::Crashed)
 }
 
 fn crash(guest: &mut Guest, regs: &Regs, why: &str) -> ! {

@@ -11,7 +11,7 @@
 use crate::domain::Vcpu;
 use crate::guest::{self, GuestMemory, GuestPtr};
 use crate::layout::is_canonical;
-use crate::regs::{rflags, Regs, GUEST_CS64, GUEST_SS};
+use crate::regs::{rflags, Regs, GUEST_CS64, GUEST_SS, SYSCALL_VECTOR};
 use abi::arch::XEN_EMULATE_PREFIX;
 use abi::shared_info::VcpuInfo;
 
@@ -51,8 +51,8 @@ const TI_MASK_EVENTS: u8 = 1 << 2;
 /// Why a guest could not be continued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Crash {
-    /// The vector being delivered.
-    pub vector: u8,
+    /// The vector being delivered (or `SYSCALL_VECTOR`).
+    pub vector: u64,
     /// Where the guest was.
     pub rip: u64,
     /// What went wrong.
@@ -68,8 +68,14 @@ pub struct Exception {
     pub cr2: u64,
 }
 
-/// Executes CPUID for the guest: `(leaf, subleaf) -> [eax, ebx, ecx, edx]`.
-pub type Cpuid<'a> = &'a mut dyn FnMut(u32, u32) -> [u32; 4];
+/// What trap handling needs from the CPU it runs on.
+pub trait GuestCpu {
+    /// Executes CPUID: `(leaf, subleaf) -> [eax, ebx, ecx, edx]`.
+    fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4];
+    /// Switches the running vCPU between guest kernel and user mode:
+    /// exchanges the kernel and user GS bases and loads `cr3`.
+    fn switch_guest_mode(&mut self, cr3: u64);
+}
 
 /// Handles an exception taken in guest context. On `Ok` the frame holds
 /// where the guest resumes.
@@ -79,7 +85,7 @@ pub fn guest_exception(
     vinfo: &mut VcpuInfo,
     mem: &mut dyn GuestMemory,
     exc: Exception,
-    cpuid: Cpuid<'_>,
+    cpu: &mut dyn GuestCpu,
 ) -> Result<(), Crash> {
     match exc.vector {
         vector::PF => {
@@ -88,39 +94,64 @@ pub fn guest_exception(
             // The CPU says "user" for every guest fault (the guest kernel
             // runs in ring 3 too); as Xen does, report the guest's own mode.
             let code = (regs.error_code & !PFEC_USER) | if vcpu.kernel_mode { 0 } else { PFEC_USER };
-            bounce(regs, vcpu, vinfo, mem, vector::PF, Some(code))
+            bounce(regs, vcpu, vinfo, mem, cpu, vector::PF, Some(code))
         }
-        vector::GP => general_protection(regs, vcpu, vinfo, mem),
-        vector::UD => invalid_opcode(regs, vcpu, vinfo, mem, cpuid),
-        v => bounce(regs, vcpu, vinfo, mem, v, has_error_code(v).then_some(regs.error_code)),
+        vector::GP => general_protection(regs, vcpu, vinfo, mem, cpu),
+        vector::UD => invalid_opcode(regs, vcpu, vinfo, mem, cpu),
+        v => bounce(regs, vcpu, vinfo, mem, cpu, v, has_error_code(v).then_some(regs.error_code)),
     }
 }
 
-/// Pushes Xen's bounce frame for `vector` on the guest kernel stack and
-/// points the frame at the guest's handler.
-///
-/// From the new stack pointer up: `RCX, R11, [error code], RIP, CS (saved
-/// upcall mask in bits 32–39, RPL 0 if kernel mode was interrupted),
-/// RFLAGS (IF = !saved mask), RSP, SS`.
+/// Delivers `vector` to the guest's trap-table handler with Xen's bounce
+/// frame.
 pub fn bounce(
     regs: &mut Regs,
     vcpu: &mut Vcpu,
     vinfo: &mut VcpuInfo,
     mem: &mut dyn GuestMemory,
+    cpu: &mut dyn GuestCpu,
     vector: u8,
     error_code: Option<u64>,
 ) -> Result<(), Crash> {
-    let crash = |reason| Crash { vector, rip: regs.rip, reason };
     let entry = vcpu.trap_table[usize::from(vector)];
     if entry.address == 0 {
-        return Err(crash("no handler registered"));
+        return Err(Crash { vector: vector.into(), rip: regs.rip, reason: "no handler registered" });
     }
-    if !vcpu.kernel_mode {
-        // Needs the user/kernel page-table switch of guest user mode.
-        return Err(crash("exception in guest user mode is not supported yet"));
-    }
+    let target = Target { handler: entry.address, mask_events: entry.flags & TI_MASK_EVENTS != 0, what: vector.into() };
+    bounce_to(regs, vcpu, vinfo, mem, cpu, target, error_code)
+}
+
+/// Where a bounce enters the guest kernel.
+#[derive(Clone, Copy, Debug)]
+struct Target {
+    /// The handler's address (validated canonical when registered).
+    handler: u64,
+    /// Mask event upcalls on entry.
+    mask_events: bool,
+    /// The vector (or [`SYSCALL_VECTOR`]) being delivered, for reports.
+    what: u64,
+}
+
+/// Pushes Xen's bounce frame on the guest kernel stack and points the frame
+/// at `target`, entering guest kernel mode if the guest was in user mode.
+///
+/// The stack is the interrupted `rsp` in kernel mode and `kernel_sp`
+/// (from `stack_switch`) in user mode, aligned down to 16. From the new
+/// stack pointer up: `RCX, R11, [error code], RIP, CS (saved upcall mask in
+/// bits 32–39; RPL 0 if kernel mode was interrupted, 3 for user mode),
+/// RFLAGS (IF = !saved mask), RSP, SS`.
+fn bounce_to(
+    regs: &mut Regs,
+    vcpu: &mut Vcpu,
+    vinfo: &mut VcpuInfo,
+    mem: &mut dyn GuestMemory,
+    cpu: &mut dyn GuestCpu,
+    target: Target,
+    error_code: Option<u64>,
+) -> Result<(), Crash> {
+    let from_user = !vcpu.kernel_mode;
     let mask = vinfo.evtchn_upcall_mask;
-    let saved_cs = (regs.cs & !3) | (u64::from(mask) << 32);
+    let saved_cs = (if from_user { regs.cs } else { regs.cs & !3 }) | (u64::from(mask) << 32);
     let saved_flags = (regs.rflags & !rflags::IF) | if mask == 0 { rflags::IF } else { 0 };
     let mut frame = [0u64; 8];
     let mut n = 0;
@@ -136,18 +167,51 @@ pub fn bounce(
     for v in [regs.rip, saved_cs, saved_flags, regs.rsp, regs.ss] {
         push(v);
     }
-    let sp = (regs.rsp & !15).wrapping_sub(8 * n as u64);
+    let stack = if from_user { vcpu.kernel_sp } else { regs.rsp };
+    let sp = (stack & !15).wrapping_sub(8 * n as u64);
+    if from_user {
+        // The kernel stack is mapped by the kernel's page tables.
+        cpu.switch_guest_mode(vcpu.cr3);
+        vcpu.kernel_mode = true;
+    }
     let bytes: [u8; 64] = words_to_bytes(&frame);
-    guest::write(mem, GuestPtr(sp), &bytes[..8 * n]).map_err(|_| crash("guest kernel stack is not writable"))?;
+    guest::write(mem, GuestPtr(sp), &bytes[..8 * n]).map_err(|_| Crash {
+        vector: target.what,
+        rip: regs.rip,
+        reason: "guest kernel stack is not writable",
+    })?;
     regs.rsp = sp;
-    regs.rip = entry.address;
+    regs.rip = target.handler;
     regs.cs = GUEST_CS64;
     regs.ss = GUEST_SS;
     regs.rflags &= !(rflags::AC | rflags::VM | rflags::RF | rflags::NT | rflags::TF);
-    if entry.flags & TI_MASK_EVENTS != 0 {
+    if target.mask_events {
         vinfo.evtchn_upcall_mask = 1;
     }
     Ok(())
+}
+
+/// A `syscall` from guest user mode: the guest's own system call, bounced
+/// to its syscall callback in kernel mode (the frame is that of an
+/// exception without error code; `RIP` and `RCX` are the return address,
+/// `R11` the user flags). With no callback registered the guest gets
+/// `#UD` at the `syscall`, as from Xen.
+pub fn user_syscall(
+    regs: &mut Regs,
+    vcpu: &mut Vcpu,
+    vinfo: &mut VcpuInfo,
+    mem: &mut dyn GuestMemory,
+    cpu: &mut dyn GuestCpu,
+) -> Result<(), Crash> {
+    debug_assert!(!vcpu.kernel_mode);
+    let cb = vcpu.syscall_callback;
+    if cb.address == 0 {
+        // `syscall` is two bytes long.
+        regs.rip = regs.rip.wrapping_sub(2);
+        return bounce(regs, vcpu, vinfo, mem, cpu, vector::UD, None);
+    }
+    let target = Target { handler: cb.address, mask_events: cb.mask_events, what: SYSCALL_VECTOR };
+    bounce_to(regs, vcpu, vinfo, mem, cpu, target, None)
 }
 
 /// The little-endian bytes of eight words.
@@ -173,6 +237,7 @@ fn general_protection(
     vcpu: &mut Vcpu,
     vinfo: &mut VcpuInfo,
     mem: &mut dyn GuestMemory,
+    cpu: &mut dyn GuestCpu,
 ) -> Result<(), Crash> {
     let code = regs.error_code;
     // Error code (N << 3) | 2: `int $N` through a gate with too low a DPL.
@@ -183,14 +248,14 @@ fn general_protection(
         let ring = if vcpu.kernel_mode { 1 } else { 3 };
         if entry.address != 0 && (entry.flags & 3) >= ring && fetch::<2>(regs, mem) == Some([0xcd, n]) {
             regs.rip = regs.rip.wrapping_add(2);
-            return bounce(regs, vcpu, vinfo, mem, n, None);
+            return bounce(regs, vcpu, vinfo, mem, cpu, n, None);
         }
-        return bounce(regs, vcpu, vinfo, mem, vector::GP, Some(code));
+        return bounce(regs, vcpu, vinfo, mem, cpu, vector::GP, Some(code));
     }
     if code == 0 && vcpu.kernel_mode && emulate_mov_from_cr(regs, vcpu, mem) {
         return Ok(());
     }
-    bounce(regs, vcpu, vinfo, mem, vector::GP, Some(code))
+    bounce(regs, vcpu, vinfo, mem, cpu, vector::GP, Some(code))
 }
 
 /// Emulates `mov %cr2, %reg` and `mov %cr3, %reg`; other control
@@ -220,21 +285,21 @@ fn invalid_opcode(
     vcpu: &mut Vcpu,
     vinfo: &mut VcpuInfo,
     mem: &mut dyn GuestMemory,
-    cpuid: Cpuid<'_>,
+    cpu: &mut dyn GuestCpu,
 ) -> Result<(), Crash> {
     if fetch::<7>(regs, mem).is_some_and(|b| b[..5] == XEN_EMULATE_PREFIX && b[5..] == [0x0f, 0xa2]) {
-        let [a, b, c, d] = guest_cpuid(cpuid, regs.rax as u32, regs.rcx as u32);
+        let [a, b, c, d] = guest_cpuid(cpu, regs.rax as u32, regs.rcx as u32);
         (regs.rax, regs.rbx, regs.rcx, regs.rdx) = (a.into(), b.into(), c.into(), d.into());
         regs.rip = regs.rip.wrapping_add(7);
         return Ok(());
     }
-    bounce(regs, vcpu, vinfo, mem, vector::UD, None)
+    bounce(regs, vcpu, vinfo, mem, cpu, vector::UD, None)
 }
 
 /// CPUID as a PV guest sees it: the machine's, with the hypervisor bit set
 /// and the features a ring-3 kernel cannot use hidden.
-pub fn guest_cpuid(cpuid: Cpuid<'_>, leaf: u32, subleaf: u32) -> [u32; 4] {
-    let mut r = cpuid(leaf, subleaf);
+pub fn guest_cpuid(cpu: &mut dyn GuestCpu, leaf: u32, subleaf: u32) -> [u32; 4] {
+    let mut r = cpu.cpuid(leaf, subleaf);
     if leaf == 1 {
         const ECX_VMX: u32 = 1 << 5;
         const ECX_SMX: u32 = 1 << 6;
@@ -288,8 +353,26 @@ mod tests {
         (0..n).map(|i| guest::read_obj::<u64, _>(m, GuestPtr(sp + 8 * i as u64)).unwrap()).collect()
     }
 
-    fn no_cpuid() -> impl FnMut(u32, u32) -> [u32; 4] {
-        |_, _| panic!("unexpected cpuid")
+    /// A CPU that answers one CPUID and records mode switches.
+    #[derive(Debug, Default)]
+    struct FakeCpu {
+        cpuid: Option<[u32; 4]>,
+        asked: Vec<(u32, u32)>,
+        switches: Vec<u64>,
+    }
+
+    impl GuestCpu for FakeCpu {
+        fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
+            self.asked.push((leaf, subleaf));
+            self.cpuid.expect("unexpected cpuid")
+        }
+        fn switch_guest_mode(&mut self, cr3: u64) {
+            self.switches.push(cr3);
+        }
+    }
+
+    fn no_cpuid() -> FakeCpu {
+        FakeCpu::default()
     }
 
     #[test]
@@ -338,7 +421,7 @@ mod tests {
     fn trap_flag_masks_events() {
         let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
         vcpu.trap_table[3].flags = TI_MASK_EVENTS;
-        bounce(&mut regs, &mut vcpu, &mut vinfo, &mut mem, vector::BP, None).unwrap();
+        bounce(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut no_cpuid(), vector::BP, None).unwrap();
         assert_eq!(vinfo.evtchn_upcall_mask, 1);
     }
 
@@ -346,15 +429,15 @@ mod tests {
     fn missing_handler_or_bad_stack_crashes_the_guest() {
         let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
         vcpu.trap_table[0].address = 0;
-        let e = bounce(&mut regs, &mut vcpu, &mut vinfo, &mut mem, 0, None).unwrap_err();
+        let e = bounce(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut no_cpuid(), 0, None).unwrap_err();
         assert_eq!(e.reason, "no handler registered");
         let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
         mem.read_only.push(STACK_TOP - 0x1000);
-        let e = bounce(&mut regs, &mut vcpu, &mut vinfo, &mut mem, 0, None).unwrap_err();
+        let e = bounce(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut no_cpuid(), 0, None).unwrap_err();
         assert_eq!(e.reason, "guest kernel stack is not writable");
         let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
         regs.rsp = 0xffff_8000_0000_1000; // the hypervisor's M2P
-        let e = bounce(&mut regs, &mut vcpu, &mut vinfo, &mut mem, 0, None).unwrap_err();
+        let e = bounce(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut no_cpuid(), 0, None).unwrap_err();
         assert_eq!(e.reason, "guest kernel stack is not writable");
         assert_eq!(regs.rip, 0x10_1000, "frame unchanged on failure");
     }
@@ -407,16 +490,71 @@ mod tests {
         guest::write(&mut mem, GuestPtr(regs.rip), &[0x0f, 0x0b, b'x', b'e', b'n', 0x0f, 0xa2]).unwrap();
         (regs.rax, regs.rcx) = (1, 0);
         let exc = Exception { vector: vector::UD, cr2: 0 };
-        let mut cpuid = |leaf, sub| {
-            assert_eq!((leaf, sub), (1, 0));
-            [1, 2, 0x20, 4]
-        };
-        guest_exception(&mut regs, &mut vcpu, &mut vinfo, &mut mem, exc, &mut cpuid).unwrap();
+        let mut cpu = FakeCpu { cpuid: Some([1, 2, 0x20, 4]), ..FakeCpu::default() };
+        guest_exception(&mut regs, &mut vcpu, &mut vinfo, &mut mem, exc, &mut cpu).unwrap();
+        assert_eq!(cpu.asked, [(1, 0)]);
         assert_eq!((regs.rax, regs.rbx, regs.rcx, regs.rdx), (1, 2, 1 << 31, 4), "VMX hidden, hypervisor bit set");
         assert_eq!(regs.rip, 0x10_1007);
         // A plain ud2 is the guest's #UD.
         guest::write(&mut mem, GuestPtr(regs.rip), &[0x0f, 0x0b, 0, 0, 0, 0, 0]).unwrap();
         guest_exception(&mut regs, &mut vcpu, &mut vinfo, &mut mem, exc, &mut no_cpuid()).unwrap();
         assert_eq!(regs.rip, 0xffff_ffff_8000_0060);
+    }
+
+    const KERNEL_SP: u64 = STACK_TOP - 0x800;
+
+    fn user_mode() -> (Regs, Vcpu, VcpuInfo, FakeMemory) {
+        let (mut regs, mut vcpu, vinfo, mem) = setup();
+        vcpu.kernel_mode = false;
+        vcpu.kernel_sp = KERNEL_SP + 8; // aligned down to 16
+        regs.rsp = 0x7000_1234;
+        regs.rip = 0x40_0000;
+        regs.cs = GUEST_CS64;
+        (regs, vcpu, vinfo, mem)
+    }
+
+    #[test]
+    fn user_mode_faults_enter_the_kernel_on_its_stack() {
+        let (mut regs, mut vcpu, mut vinfo, mut mem) = user_mode();
+        regs.error_code = 4; // the CPU's "user"
+        let mut cpu = no_cpuid();
+        let exc = Exception { vector: vector::PF, cr2: 0x1000 };
+        guest_exception(&mut regs, &mut vcpu, &mut vinfo, &mut mem, exc, &mut cpu).unwrap();
+        assert!(vcpu.kernel_mode);
+        assert_eq!(cpu.switches, [vcpu.cr3], "kernel page tables loaded, GS swapped");
+        assert_eq!(regs.rsp, KERNEL_SP - 64);
+        let w = stack_words(&mut mem, regs.rsp, 8);
+        assert_eq!(w[2], 4, "user bit kept: the fault came from user mode");
+        assert_eq!((w[3], w[4] & 0xffff, w[6]), (0x40_0000, 0xe033, 0x7000_1234), "user rip, RPL 3, user rsp");
+    }
+
+    #[test]
+    fn user_syscalls_go_to_the_syscall_callback() {
+        let (mut regs, mut vcpu, mut vinfo, mut mem) = user_mode();
+        vcpu.syscall_callback = crate::domain::Callback { address: 0xffff_ffff_8000_7000, mask_events: true };
+        (regs.rcx, regs.r11) = (regs.rip, regs.rflags);
+        let mut cpu = no_cpuid();
+        user_syscall(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut cpu).unwrap();
+        assert_eq!(regs.rip, 0xffff_ffff_8000_7000);
+        assert!(vcpu.kernel_mode);
+        assert_eq!(vinfo.evtchn_upcall_mask, 1);
+        let w = stack_words(&mut mem, regs.rsp, 7);
+        assert_eq!((w[0], w[2], w[5]), (0x40_0000, 0x40_0000, 0x7000_1234), "rcx, rip, user rsp");
+    }
+
+    #[test]
+    fn user_syscall_without_a_callback_is_ud() {
+        let (mut regs, mut vcpu, mut vinfo, mut mem) = user_mode();
+        user_syscall(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut no_cpuid()).unwrap();
+        assert_eq!(regs.rip, 0xffff_ffff_8000_0060, "#UD handler");
+        assert_eq!(stack_words(&mut mem, regs.rsp, 3)[2], 0x40_0000 - 2, "at the syscall");
+    }
+
+    #[test]
+    fn a_bad_kernel_stack_crashes_a_user_fault() {
+        let (mut regs, mut vcpu, mut vinfo, mut mem) = user_mode();
+        vcpu.kernel_sp = 0;
+        let e = bounce(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut no_cpuid(), vector::DE, None).unwrap_err();
+        assert_eq!(e.reason, "guest kernel stack is not writable");
     }
 }

@@ -23,6 +23,7 @@ use crate::guest::GuestMemory;
 use crate::mm::frame::{DomId, FrameUse};
 use crate::mm::Mfn;
 use crate::regs::Regs;
+use crate::trap::GuestCpu;
 use abi::arch::SegmentBase;
 use abi::errno::Errno;
 use abi::hypercall as nr;
@@ -30,7 +31,7 @@ use abi::sched::ShutdownReason;
 use abi::shared_info::VcpuInfo;
 
 /// What the hypervisor provides to handlers beyond guest state.
-pub trait Platform {
+pub trait Platform: GuestCpu {
     /// Writes a domain's console output.
     fn console_write(&mut self, domain: DomId, bytes: &[u8]);
     /// Reads pending console input without waiting; returns the count.
@@ -170,6 +171,16 @@ pub(crate) mod testing {
         pub tables: std::collections::HashMap<Mfn, [u64; 512]>,
         pub owners: std::collections::HashMap<Mfn, FrameUse>,
         pub flushes: Vec<Option<u64>>,
+        pub mode_switches: Vec<u64>,
+    }
+
+    impl GuestCpu for Recorder {
+        fn cpuid(&mut self, _leaf: u32, _subleaf: u32) -> [u32; 4] {
+            [0; 4]
+        }
+        fn switch_guest_mode(&mut self, cr3: u64) {
+            self.mode_switches.push(cr3);
+        }
     }
 
     impl Platform for Recorder {

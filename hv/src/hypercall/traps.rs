@@ -159,10 +159,11 @@ pub(super) fn iret(ctx: &mut Ctx<'_>, _: [u64; 5]) -> Action {
     // Selectors are 16 bits; a bounce frame's CS carries the saved upcall
     // mask above them, which `iret` ignores.
     let (cs, ss) = (c.cs & 0xffff, c.ss & 0xffff);
-    if cs & 3 == 3 {
-        // Returning to guest user mode needs its user page tables.
-        return Action::Crash("iret to guest user mode, which has no page tables yet");
+    let to_user = cs & 3 == 3;
+    if to_user && ctx.domain.vcpu.user_cr3 == 0 {
+        return Action::Crash("iret to guest user mode with no user page tables");
     }
+    // Without a guest GDT (set_gdt) only the flat 64-bit selectors exist.
     if cs | 3 != GUEST_CS64 || ss | 3 != GUEST_SS {
         return Action::Crash("iret: bad code or stack selector");
     }
@@ -181,6 +182,11 @@ pub(super) fn iret(ctx: &mut Ctx<'_>, _: [u64; 5]) -> Action {
     r.rsp = c.rsp;
     r.ss = GUEST_SS;
     ctx.vinfo.evtchn_upcall_mask = u8::from(c.rflags & rflags::IF == 0);
+    if to_user {
+        let v = &mut ctx.domain.vcpu;
+        ctx.platform.switch_guest_mode(v.user_cr3);
+        v.kernel_mode = false;
+    }
     Action::Resume
 }
 
@@ -309,7 +315,7 @@ mod tests {
             (IretContext { cs: 0xe008, ..good }, "selector"),
             (IretContext { ss: 0xe010, ..good }, "selector"),
             (IretContext { cs: 0xe030 | 0x100, ..good }, "selector"),
-            (IretContext { cs: 0xe033, ..good }, "user mode"),
+            (IretContext { cs: 0xe033, ..good }, "no user page tables"),
         ] {
             let mut w = World::new(false);
             guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), &c).unwrap();
@@ -319,5 +325,17 @@ mod tests {
         let mut w = World::new(false);
         w.regs.rsp = 0xffff_8000_0000_0000;
         assert!(matches!(w.call(nr::IRET, &[]), Action::Crash(_)));
+    }
+
+    #[test]
+    fn iret_to_user_mode_switches_page_tables() {
+        let mut w = World::new(false);
+        w.domain.vcpu.user_cr3 = 0x77_7000;
+        let c = IretContext { rip: 0x40_0000, cs: 0xe033, rsp: 0x7000_0000, ss: 0xe02b, ..IretContext::default() };
+        guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), &c).unwrap();
+        assert_eq!(w.call(nr::IRET, &[]), Action::Resume);
+        assert!(!w.domain.vcpu.kernel_mode);
+        assert_eq!(w.platform.mode_switches, [0x77_7000]);
+        assert_eq!((w.regs.rip, w.regs.cs, w.regs.rsp), (0x40_0000, 0xe033, 0x7000_0000));
     }
 }

@@ -94,6 +94,13 @@ fn read_cr4() -> u64 {
     v
 }
 
+/// Exchanges the GS base with the shadow GS base (guest kernel and user
+/// GS bases, across a guest mode switch; the hypervisor does not use GS).
+pub fn swapgs() {
+    // SAFETY: only the two GS base MSRs change, which only guests use.
+    unsafe { asm!("swapgs", options(nomem, nostack, preserves_flags)) }
+}
+
 /// Invalidates the TLB entry for one virtual address.
 pub fn invlpg(va: u64) {
     // SAFETY: invalidating a TLB entry only makes the next access walk the
