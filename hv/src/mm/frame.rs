@@ -6,8 +6,13 @@
 //! allocation and freeing are O(1), and per-use counters make the summary
 //! ([`FrameStats`]) free to compute. The counters always add up to the RAM
 //! total: that is the invariant the randomized test checks.
+//!
+//! Each `PageInfo` also carries the frame's page-type and reference state
+//! ([`TypeState`]), which only [`super::pagetype`] changes; a frame anything
+//! still references cannot be freed.
 
 use super::memmap::FrameRange;
+use super::pagetype::TypeState;
 use super::Mfn;
 
 /// A domain identifier.
@@ -28,8 +33,7 @@ pub enum FrameUse {
     Domain(DomId),
 }
 
-/// Per-frame bookkeeping. Later issues add the page-type state that PV
-/// page-table validation needs.
+/// Per-frame bookkeeping: 24 bytes per frame of RAM.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PageInfo {
@@ -37,7 +41,11 @@ pub struct PageInfo {
     owner: u32,
     /// Next frame on the free list, or [`NIL`].
     next: u32,
+    /// Page type and reference counts, owned by [`super::pagetype`].
+    types: TypeState,
 }
+
+const _: () = assert!(core::mem::size_of::<PageInfo>() == 24);
 
 const NIL: u32 = u32::MAX;
 const OWNER_ABSENT: u32 = 0;
@@ -119,6 +127,8 @@ pub enum FrameError {
     AlreadyClaimed(Mfn),
     /// Freeing a frame that is not allocated.
     NotAllocated(Mfn),
+    /// Freeing a frame that still has references or a type count.
+    InUse(Mfn),
     /// The table has more frames than a `u32` link can name.
     TooLarge,
 }
@@ -129,6 +139,7 @@ impl core::fmt::Display for FrameError {
             FrameError::NotRam(m) => write!(f, "frame {m:#x} is not RAM"),
             FrameError::AlreadyClaimed(m) => write!(f, "frame {m:#x} is claimed twice"),
             FrameError::NotAllocated(m) => write!(f, "frame {m:#x} is not allocated"),
+            FrameError::InUse(m) => write!(f, "frame {m:#x} is still referenced"),
             FrameError::TooLarge => f.write_str("too many frames for the frame table"),
         }
     }
@@ -160,7 +171,7 @@ impl<'a> FrameTable<'a> {
         if pages.len() >= NIL as usize {
             return Err(FrameError::TooLarge);
         }
-        pages.fill(PageInfo { owner: OWNER_ABSENT, next: NIL });
+        pages.fill(PageInfo { owner: OWNER_ABSENT, next: NIL, types: TypeState::default() });
         let limit = pages.len() as u64;
         let mut table = FrameTable { pages, free_head: NIL, stats: FrameStats::default() };
         for r in ram {
@@ -187,7 +198,29 @@ impl<'a> FrameTable<'a> {
 
     /// Who uses frame `mfn` (frames beyond the table are [`FrameUse::Absent`]).
     pub fn usage(&self, mfn: Mfn) -> FrameUse {
-        usize::try_from(mfn).ok().and_then(|i| self.pages.get(i)).map_or(FrameUse::Absent, |p| decode(p.owner))
+        self.page(mfn).map_or(FrameUse::Absent, |p| decode(p.owner))
+    }
+
+    /// The page-type state of frame `mfn` (all zero beyond the table).
+    pub fn types(&self, mfn: Mfn) -> TypeState {
+        self.page(mfn).map_or(TypeState::default(), |p| p.types)
+    }
+
+    /// The page-type state of frame `mfn`, for [`super::pagetype`] to change.
+    pub(super) fn types_mut(&mut self, mfn: Mfn) -> Option<&mut TypeState> {
+        usize::try_from(mfn).ok().and_then(|i| self.pages.get_mut(i)).map(|p| &mut p.types)
+    }
+
+    /// Whether frame `mfn` may leave its owner: no general references and
+    /// no type references (so no mapping, page-table entry, pin or base
+    /// pointer names it). `decrease_reservation` and domain teardown check
+    /// this before [`FrameTable::free`], which refuses otherwise.
+    pub fn can_release(&self, mfn: Mfn) -> bool {
+        self.types(mfn).is_unused()
+    }
+
+    fn page(&self, mfn: Mfn) -> Option<&PageInfo> {
+        usize::try_from(mfn).ok().and_then(|i| self.pages.get(i))
     }
 
     /// Takes a free frame for `owner`, or `None` when memory is exhausted.
@@ -207,7 +240,8 @@ impl<'a> FrameTable<'a> {
         Some(mfn.into())
     }
 
-    /// Returns frame `mfn` to the free list.
+    /// Returns frame `mfn` to the free list. Refused while anything holds a
+    /// reference to it (see [`FrameTable::can_release`]).
     pub fn free(&mut self, mfn: Mfn) -> Result<(), FrameError> {
         let usage = self.usage(mfn);
         match usage {
@@ -215,6 +249,12 @@ impl<'a> FrameTable<'a> {
             FrameUse::Free => return Err(FrameError::NotAllocated(mfn)),
             _ => {}
         }
+        if !self.can_release(mfn) {
+            return Err(FrameError::InUse(mfn));
+        }
+        // The type state stays: a frame with no references keeps only the
+        // memory of its last type, which decides whether retyping it later
+        // needs a TLB flush.
         let page = &mut self.pages[mfn as usize];
         page.owner = OWNER_FREE;
         page.next = self.free_head;
