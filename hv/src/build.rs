@@ -51,8 +51,12 @@ pub struct PvDomainSpec<'a> {
 /// A built domain, ready to run.
 #[derive(Clone, Debug)]
 pub struct Built {
-    /// The domain, its vCPU's CR3 pointing at the bootstrap L4.
+    /// The domain, with no page-table base yet: the caller validates the
+    /// bootstrap tables (pins `l4` and makes it the base) with the page-type
+    /// engine.
     pub domain: Domain,
+    /// The bootstrap L4.
+    pub l4: Mfn,
     /// Initial registers (Xen's: `rip` = entry, `rsp` = boot stack top,
     /// `rsi` = `start_info`, `rflags` = 0x200, `cs` 0xe033, `ss` 0xe02b).
     pub regs: Regs,
@@ -188,11 +192,10 @@ pub fn build_pv(spec: &PvDomainSpec<'_>, mem: &mut impl MachineFrames) -> Result
         ss: init.ss.into(),
         ..Regs::default()
     };
-    let mut domain = Domain::new(spec.domid, spec.initial_domain, l4 * PAGE_SIZE);
+    let mut domain = Domain::new(spec.domid, spec.initial_domain);
     domain.nr_pages = spec.memory.len();
     domain.max_pages = spec.memory.len();
-    domain.page_table_frames = FrameRange { start: mfn_of(pt.pfn), end: mfn_of(pt.pfn + pt.pages) };
-    Ok(Built { domain, regs, layout, cmdline_truncated: si.cmdline_truncated })
+    Ok(Built { domain, l4, regs, layout, cmdline_truncated: si.cmdline_truncated })
 }
 
 #[cfg(test)]
@@ -285,10 +288,8 @@ mod tests {
         assert_eq!(b.regs.rip, abi::boot::testimage::LINUX_ENTRY);
         assert_eq!((b.regs.rsi, b.regs.rsp), (l.start_info().va, l.stack_top()));
         assert_eq!((b.regs.cs, b.regs.ss, b.regs.rflags), (0xe033, 0xe02b, 0x200));
-        assert_eq!(b.domain.vcpu.cr3, (FIRST + l.page_tables().pfn) * 4096);
+        assert_eq!(b.l4, FIRST + l.page_tables().pfn);
         assert!(b.domain.privileged);
-        assert_eq!(b.domain.page_table_frames.start, FIRST + l.page_tables().pfn);
-        assert_eq!(b.domain.page_table_frames.len(), l.page_tables().pages);
 
         // p2m.
         let p2m_mfn = FIRST + l.p2m().pfn;

@@ -1,7 +1,7 @@
 //! Domains and their virtual CPUs: the state the hypervisor keeps per guest.
 
 use crate::mm::frame::DomId;
-use crate::mm::memmap::FrameRange;
+use crate::mm::Mfn;
 use abi::arch::TrapInfo;
 use abi::sched::ShutdownReason;
 
@@ -37,11 +37,12 @@ pub struct Vcpu {
     pub kernel_mode: bool,
     /// The guest's virtual CR2: the address of its last page fault.
     pub cr2: u64,
-    /// Machine address of the current kernel page-table base (its CR3).
-    pub cr3: u64,
-    /// Machine address of the user page-table base, loaded in guest user
-    /// mode (0: none set, so the guest cannot enter user mode).
-    pub user_cr3: u64,
+    /// The kernel page-table base (an L4 holding a type reference), loaded
+    /// in guest kernel mode.
+    pub kernel_table: Option<Mfn>,
+    /// The user page-table base, loaded in guest user mode (none: the
+    /// guest cannot enter user mode).
+    pub user_table: Option<Mfn>,
     /// FS base.
     pub fs_base: u64,
     /// GS base while in guest kernel mode.
@@ -51,8 +52,18 @@ pub struct Vcpu {
 }
 
 impl Vcpu {
-    /// A vCPU in kernel mode with nothing registered.
-    pub fn new(id: u32, cr3: u64) -> Vcpu {
+    /// The CR3 value for guest kernel mode (0 when there is no base).
+    pub fn cr3(&self) -> u64 {
+        self.kernel_table.map_or(0, |mfn| mfn << 12)
+    }
+
+    /// The CR3 value for guest user mode, if there is a user base.
+    pub fn user_cr3(&self) -> Option<u64> {
+        self.user_table.map(|mfn| mfn << 12)
+    }
+
+    /// A vCPU in kernel mode with nothing registered and no page tables.
+    pub fn new(id: u32) -> Vcpu {
         Vcpu {
             id,
             trap_table: [TrapInfo::default(); 256],
@@ -64,8 +75,8 @@ impl Vcpu {
             kernel_sp: 0,
             kernel_mode: true,
             cr2: 0,
-            cr3,
-            user_cr3: 0,
+            kernel_table: None,
+            user_table: None,
             fs_base: 0,
             gs_base_kernel: 0,
             gs_base_user: 0,
@@ -100,24 +111,11 @@ pub struct Domain {
     pub nr_pages: u64,
     /// Most frames the domain may hold.
     pub max_pages: u64,
-    /// Frames holding the domain's page tables, which it may never map
-    /// writable. Until page-type tracking lands these are the bootstrap
-    /// tables, the only ones a guest can have.
-    pub page_table_frames: FrameRange,
 }
 
 impl Domain {
-    /// A new, running domain with one vCPU.
-    pub fn new(id: DomId, privileged: bool, cr3: u64) -> Domain {
-        Domain {
-            id,
-            privileged,
-            vcpu: Vcpu::new(0, cr3),
-            shutdown_code: None,
-            stopped: None,
-            nr_pages: 0,
-            max_pages: 0,
-            page_table_frames: FrameRange::default(),
-        }
+    /// A new, running domain with one vCPU and no page tables yet.
+    pub fn new(id: DomId, privileged: bool) -> Domain {
+        Domain { id, privileged, vcpu: Vcpu::new(0), shutdown_code: None, stopped: None, nr_pages: 0, max_pages: 0 }
     }
 }

@@ -115,6 +115,8 @@ unsafe impl Pod for abi::mm::MulticallEntry {}
 // SAFETY: as above.
 unsafe impl Pod for abi::mm::MmuextOp {}
 // SAFETY: as above.
+unsafe impl Pod for abi::mm::MmuUpdate {}
+// SAFETY: as above.
 unsafe impl Pod for abi::mm::XenMemoryMap {}
 // SAFETY: as above.
 unsafe impl Pod for abi::mm::XenMachphysMfnList {}

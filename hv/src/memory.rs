@@ -6,6 +6,7 @@ use crate::setup::FRAMES;
 use hv::layout::{DIRECTMAP_START, FIRST_RESERVED_L4_SLOT, LAST_RESERVED_L4_SLOT, MACH2PHYS_VIRT_START, PAGE_SIZE};
 use hv::mm::frame::FrameUse;
 use hv::mm::pagetable::{self, pte, MapError, TableMemory};
+use hv::mm::pagetype::{GuestFrames, PageTypes, Policy};
 use hv::mm::Mfn;
 use hv::sync::SpinLock;
 
@@ -79,6 +80,48 @@ pub fn init_m2p(frames: u64) -> Result<(), &'static str> {
     unsafe { cpu::write_cr3(cpu::read_cr3()) };
     log::debug!("m2p: {} frames at {:#x}, mapped at {:#x}", pages, run.start << 12, MACH2PHYS_VIRT_START);
     Ok(())
+}
+
+/// Guest frames through the direct map, for the page-type engine.
+struct DirectGuestFrames;
+
+impl GuestFrames for DirectGuestFrames {
+    fn entries(&mut self, mfn: Mfn) -> &mut [u64; 512] {
+        // SAFETY: the engine only asks for frames of a domain (RAM, so
+        // direct-mapped), under the frame table's lock, and the guest
+        // cannot write them while they are page tables (mapped read-only).
+        unsafe { &mut *frame_ptr(mfn).cast::<[u64; 512]>() }
+    }
+
+    fn descriptors_ok(&mut self, _mfn: Mfn) -> bool {
+        // No descriptor pages until set_gdt exists.
+        false
+    }
+
+    fn flush_before_retype(&mut self, _mfn: Mfn) {
+        // One CPU: flushing this TLB drops every stale writable mapping.
+        // SAFETY: reloading CR3 only flushes non-global translations.
+        unsafe { cpu::write_cr3(cpu::read_cr3()) };
+    }
+}
+
+/// The rules every guest page table is validated against.
+static POLICY: SpinLock<Option<Policy>> = SpinLock::new(None);
+
+/// Runs `op` with the page-type engine, holding the frame table's lock.
+pub fn with_page_types<R>(op: impl FnOnce(&mut PageTypes<'_, '_, dyn GuestFrames>) -> R) -> R {
+    let policy = POLICY.lock().clone().expect("policy set before any guest exists");
+    let mut frames = FRAMES.lock();
+    let table = frames.as_mut().expect("frame table set up at boot");
+    let mem: &mut dyn GuestFrames = &mut DirectGuestFrames;
+    op(&mut PageTypes::new(table, mem, &policy))
+}
+
+/// Fixes the validation policy once the hypervisor's L4 slots are final
+/// (after the M2P is mapped).
+pub fn init_policy() {
+    let nx = cpu::rdmsr(cpu::msr::EFER) & (1 << 11) != 0;
+    *POLICY.lock() = Some(Policy { reserved_l4: hypervisor_l4_slots(), nx });
 }
 
 /// The M2P's frames: `(first frame, frames)`.

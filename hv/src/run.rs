@@ -12,7 +12,8 @@ use hv::exit::Exit;
 use hv::guest::{Fault, GuestMemory, GuestPtr};
 use hv::hypercall::{self, Action, Ctx, Platform};
 use hv::layout::{DIRECTMAP_START, PAGE_SIZE};
-use hv::mm::frame::{DomId, FrameUse};
+use hv::mm::frame::DomId;
+use hv::mm::pagetype::{GuestFrames, PageTypes};
 use hv::mm::Mfn;
 use hv::regs::{Regs, SYSCALL_VECTOR};
 use hv::sync::SpinLock;
@@ -37,7 +38,7 @@ fn shared_info(mfn: Mfn) -> *mut SharedInfo {
 
 /// Starts `guest` with registers `regs` on page tables `cr3`.
 pub fn start(guest: Guest, regs: &Regs) -> ! {
-    let cr3 = guest.domain.vcpu.cr3;
+    let cr3 = guest.domain.vcpu.cr3();
     log::info!("d{}: starting at rip {:#x}", guest.domain.id, regs.rip);
     *CURRENT.lock() = Some(guest);
     // SAFETY: the builder made `cr3` a complete address space whose
@@ -113,17 +114,18 @@ impl Platform for Machine {
         }
     }
 
-    fn page_table(&mut self, mfn: Mfn) -> Option<&mut [u64; 512]> {
-        if matches!(self.frame_owner(mfn), FrameUse::Absent) {
-            return None;
-        }
-        // SAFETY: the frame is RAM (so direct-mapped); handlers only edit
-        // tables of the calling domain, which runs on this CPU alone.
-        Some(unsafe { &mut *crate::memory::frame_ptr(mfn).cast::<[u64; 512]>() })
+    fn page_types(&mut self, op: &mut dyn FnMut(&mut PageTypes<'_, '_, dyn GuestFrames>)) {
+        crate::memory::with_page_types(|pt| op(pt));
     }
 
-    fn frame_owner(&mut self, mfn: Mfn) -> FrameUse {
-        FRAMES.lock().as_ref().map_or(FrameUse::Absent, |t| t.usage(mfn))
+    fn load_cr3(&mut self, cr3: u64) {
+        // SAFETY: the engine validated `cr3`'s L4 for the running domain,
+        // with the hypervisor's own entries in its reserved slots.
+        unsafe { cpu::write_cr3(cr3) };
+    }
+
+    fn set_m2p(&mut self, mfn: Mfn, pfn: u64) {
+        crate::memory::set_m2p(mfn, pfn);
     }
 
     fn m2p_frames(&mut self) -> (Mfn, u64) {

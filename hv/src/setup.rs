@@ -9,6 +9,7 @@ use hv::exit::Exit;
 use hv::layout::{BOOT_DIRECTMAP_BYTES, DIRECTMAP_START, IMAGE_PHYS_START, IMAGE_VIRT_OFFSET, PAGE_SIZE};
 use hv::mm::frame::{find_free_run, FrameStats, FrameTable, FrameUse, PageInfo};
 use hv::mm::memmap::FrameRange;
+use hv::mm::pagetype::Level;
 use hv::mm::Mfn;
 use hv::multiboot::{BootInfo, BootInfoError, Module, PhysMemory};
 use hv::sync::SpinLock;
@@ -95,6 +96,7 @@ extern "C" fn hv_start64(magic: u32, mbi: u32) -> ! {
         log::error!("memory: {e}");
         stop_with(Exit::BadBoot)
     }
+    crate::memory::init_policy();
 
     match info.modules.as_slice().first() {
         None => {
@@ -164,10 +166,21 @@ fn start_dom0(module: &Module, mem_bytes: u64) -> ! {
     }
     spec.memory = memory;
     spec.shared_info = shared_info;
-    let built = match build::build_pv(&spec, &mut DirectFrames) {
+    let mut built = match build::build_pv(&spec, &mut DirectFrames) {
         Ok(b) => b,
         Err(e) => fail(&e),
     };
+    // The bootstrap tables go through the same validation as any guest
+    // page table: pin the L4 (as Xen does) and make it the base.
+    let mut base = None;
+    let validated = crate::memory::with_page_types(|pt| {
+        pt.pin(0, built.l4, Level::L4)?;
+        pt.new_baseptr(0, &mut base, Some(built.l4))
+    });
+    if let Err(e) = validated {
+        fail(&format_args!("bootstrap page tables failed validation: {e:?}"));
+    }
+    built.domain.vcpu.kernel_table = base;
     for pfn in 0..nr_pages {
         crate::memory::set_m2p(memory.start + pfn, pfn);
     }

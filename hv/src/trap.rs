@@ -171,7 +171,7 @@ fn bounce_to(
     let sp = (stack & !15).wrapping_sub(8 * n as u64);
     if from_user {
         // The kernel stack is mapped by the kernel's page tables.
-        cpu.switch_guest_mode(vcpu.cr3);
+        cpu.switch_guest_mode(vcpu.cr3());
         vcpu.kernel_mode = true;
     }
     let bytes: [u8; 64] = words_to_bytes(&frame);
@@ -271,7 +271,7 @@ fn emulate_mov_from_cr(regs: &mut Regs, vcpu: &Vcpu, mem: &mut dyn GuestMemory) 
     let reg = (modrm & 7) | if rex & 1 != 0 { 8 } else { 0 };
     let value = match cr {
         2 => vcpu.cr2,
-        3 => vcpu.cr3,
+        3 => vcpu.cr3(),
         _ => return false,
     };
     *regs.gpr_mut(reg) = value;
@@ -336,7 +336,8 @@ mod tests {
             r11: 0x11,
             ..Regs::default()
         };
-        let mut vcpu = Vcpu::new(0, 0x1234_5000);
+        let mut vcpu = Vcpu::new(0);
+        vcpu.kernel_table = Some(0x12345);
         for v in 0..32u8 {
             vcpu.trap_table[usize::from(v)] = TrapInfo {
                 vector: v,
@@ -521,7 +522,7 @@ mod tests {
         let exc = Exception { vector: vector::PF, cr2: 0x1000 };
         guest_exception(&mut regs, &mut vcpu, &mut vinfo, &mut mem, exc, &mut cpu).unwrap();
         assert!(vcpu.kernel_mode);
-        assert_eq!(cpu.switches, [vcpu.cr3], "kernel page tables loaded, GS swapped");
+        assert_eq!(cpu.switches, [vcpu.cr3()], "kernel page tables loaded, GS swapped");
         assert_eq!(regs.rsp, KERNEL_SP - 64);
         let w = stack_words(&mut mem, regs.rsp, 8);
         assert_eq!(w[2], 4, "user bit kept: the fault came from user mode");

@@ -1,107 +1,98 @@
-//! Page-table updates: `update_va_mapping`, until full PV page-type
-//! tracking lands.
+//! Page-table hypercalls: `mmu_update`, `update_va_mapping`, `mmuext_op`.
 //!
-//! The safety rule PV rests on is that a guest never holds a writable
-//! mapping of a page table. Without type tracking, the page tables a guest
-//! can have are exactly its bootstrap tables (nothing else can install
-//! one), so this handler allows an L1 update only if the new entry maps a
-//! frame the domain owns, with allowed flags, and is not writable when the
-//! frame is one of those tables.
+//! Every change goes through the page-type engine (`hv::mm::pagetype`):
+//! an entry is validated, and takes its references, before the old one is
+//! dropped, so a guest's page tables and descriptor pages are never
+//! writable by it and only ever reference its own frames.
 
 use super::{Action, Ctx};
-use crate::guest::range_ok;
-use crate::mm::frame::FrameUse;
+use crate::guest::{self, range_ok, GuestPtr};
+use crate::mm::frame::{DomId, FrameUse};
 use crate::mm::pagetable::{index, pte};
+use crate::mm::pagetype::{GuestFrames, Level, PageType, PageTypes, PtError};
+use crate::mm::Mfn;
 use abi::errno::Errno;
+use abi::mm::*;
 
-/// Flags a guest L1 entry may carry: P, RW, U, A, D, G, the three
-/// available bits, and NX.
-const L1_ALLOWED: u64 = pte::P | pte::RW | pte::U | pte::A | pte::D | pte::G | (7 << 9) | pte::NX;
 /// `UVMF_*` low bits: 1 = flush the TLB, 2 = invalidate one page.
 const UVMF_FLUSHTYPE_MASK: u64 = 3;
 
-/// `update_va_mapping(va, val, flags)`: rewrites the L1 entry that maps
-/// `va` in the current page tables.
-pub(super) fn update_va_mapping(ctx: &mut Ctx<'_>, [va, val, flags, ..]: [u64; 5]) -> Action {
-    Action::Return(update(ctx, va, val, flags).map(|()| 0))
+/// Runs `op` on the engine and returns its result.
+fn with_engine<T>(
+    ctx: &mut Ctx<'_>,
+    default: T,
+    mut op: impl FnMut(&mut PageTypes<'_, '_, dyn GuestFrames>) -> T,
+) -> T {
+    let mut out = Some(default);
+    ctx.platform.page_types(&mut |pt| out = Some(op(pt)));
+    out.expect("set above")
 }
 
-fn update(ctx: &mut Ctx<'_>, va: u64, val: u64, flags: u64) -> Result<(), Errno> {
-    if !range_ok(va, 1) {
-        return Err(Errno::EINVAL);
+/// Checks `foreigndom`: the caller itself. Acting on another domain's
+/// tables needs the toolstack (a later issue): a privileged caller gets
+/// `-ESRCH` (no such domain yet), others `-EPERM`.
+fn own_domain(ctx: &Ctx<'_>, foreigndom: u64) -> Result<(), Errno> {
+    if foreigndom == u64::from(DOMID_SELF) || foreigndom == u64::from(ctx.domain.id) {
+        Ok(())
+    } else if ctx.domain.privileged {
+        Err(Errno::ESRCH)
+    } else {
+        Err(Errno::EPERM)
     }
-    let me = FrameUse::Domain(ctx.domain.id);
-    // Decode: the new entry.
-    if val & pte::P != 0 {
-        if val & !(L1_ALLOWED | pte::ADDR) != 0 {
-            return Err(Errno::EINVAL);
-        }
-        let mfn = (val & pte::ADDR) >> 12;
-        if ctx.platform.frame_owner(mfn) != me {
-            return Err(Errno::EINVAL);
-        }
-        let frames = ctx.domain.page_table_frames;
-        if val & pte::RW != 0 && (frames.start..frames.end).contains(&mfn) {
-            return Err(Errno::EINVAL);
-        }
-    }
-    // Find the L1 table through the current tables.
-    let mut table = ctx.domain.vcpu.cr3 >> 12;
+}
+
+/// The L1 table that maps `va` under the validated L4 `l4`.
+fn l1_for(pt: &mut PageTypes<'_, '_, dyn GuestFrames>, l4: Mfn, va: u64) -> Result<Mfn, Errno> {
+    let mut table = l4;
     for level in [4, 3, 2] {
-        if ctx.platform.frame_owner(table) != me {
-            return Err(Errno::EINVAL);
-        }
-        let entry = ctx.platform.page_table(table).ok_or(Errno::EINVAL)?[index(va, level)];
+        let entry = pt.memory().entries(table)[index(va, level)];
         if entry & pte::P == 0 || entry & pte::PS != 0 {
             return Err(Errno::EINVAL);
         }
         table = (entry & pte::ADDR) >> 12;
     }
-    if ctx.platform.frame_owner(table) != me {
-        return Err(Errno::EINVAL);
-    }
-    // Act: every present L1 entry of a PV guest is user-accessible.
-    let new = if val & pte::P != 0 { val | pte::U } else { val };
-    ctx.platform.page_table(table).ok_or(Errno::EINVAL)?[index(va, 1)] = new;
-    match flags & UVMF_FLUSHTYPE_MASK {
-        1 => ctx.platform.flush_tlb(None),
-        2 => ctx.platform.flush_tlb(Some(va)),
-        _ => {}
-    }
-    Ok(())
+    Ok(table)
 }
 
-/// `mmuext_op(ops, count, done, foreigndom)`: extended MMU operations, in
-/// order, stopping at the first failure; `*done` (if not null) gets how
-/// many succeeded. Only the TLB operations exist until page-type tracking
-/// lands; the rest are `-ENOSYS`. With one CPU, the `MULTI` and `ALL`
-/// variants are the local ones.
-pub(super) fn mmuext_op(ctx: &mut Ctx<'_>, [ops, count, done_ptr, foreigndom, ..]: [u64; 5]) -> Action {
-    use crate::guest::{self, GuestPtr};
-    use abi::mm::*;
-    if foreigndom != u64::from(DOMID_SELF) && foreigndom != u64::from(ctx.domain.id) {
-        return Action::Return(Err(Errno::EPERM));
+/// `update_va_mapping(va, val, flags)`: rewrites the L1 entry that maps
+/// `va` in the current page tables (`-EINVAL` if there is none).
+pub(super) fn update_va_mapping(ctx: &mut Ctx<'_>, [va, val, flags, ..]: [u64; 5]) -> Action {
+    let (Some(l4), true) = (ctx.domain.vcpu.kernel_table, range_ok(va, 1)) else {
+        return Action::Return(Err(Errno::EINVAL));
+    };
+    let dom = ctx.domain.id;
+    let r = with_engine(ctx, Err(Errno::EINVAL), |pt| {
+        let l1 = l1_for(pt, l4, va)?;
+        pt.mod_entry(dom, l1, index(va, 1), val, false).map(drop).map_err(PtError::errno)
+    });
+    if r.is_ok() {
+        match flags & UVMF_FLUSHTYPE_MASK {
+            1 => ctx.platform.flush_tlb(None),
+            2 => ctx.platform.flush_tlb(Some(va)),
+            _ => {}
+        }
     }
+    Action::Return(r.map(|()| 0))
+}
+
+/// `mmu_update(reqs, count, done, foreigndom)`: applies `{ptr, val}`
+/// requests in order, stopping at the first failure; `*done` (if not null)
+/// gets how many succeeded. `ptr & 3` selects the kind: a page-table entry
+/// at machine address `ptr` (normal, or keeping the hardware's A/D bits),
+/// or an M2P entry for machine frame `ptr >> 12`.
+pub(super) fn mmu_update(ctx: &mut Ctx<'_>, [reqs, count, done_ptr, foreigndom, ..]: [u64; 5]) -> Action {
+    if let Err(e) = own_domain(ctx, foreigndom) {
+        return Action::Return(Err(e));
+    }
+    let dom = ctx.domain.id;
     let mut done = 0u64;
     let mut result = Ok(0);
     while done < count {
-        let Ok(op) = guest::read_obj::<MmuextOp, _>(ctx.mem, GuestPtr(ops).add(done.wrapping_mul(24))) else {
+        let Ok(req) = guest::read_obj::<MmuUpdate, _>(ctx.mem, GuestPtr(reqs).add(done.wrapping_mul(16))) else {
             result = Err(Errno::EFAULT);
             break;
         };
-        let r = match op.cmd {
-            MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_MULTI | MMUEXT_TLB_FLUSH_ALL => {
-                ctx.platform.flush_tlb(None);
-                Ok(())
-            }
-            MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_MULTI | MMUEXT_INVLPG_ALL if range_ok(op.arg1, 1) => {
-                ctx.platform.flush_tlb(Some(op.arg1));
-                Ok(())
-            }
-            MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_MULTI | MMUEXT_INVLPG_ALL => Err(Errno::EINVAL),
-            _ => Err(Errno::ENOSYS),
-        };
-        if let Err(e) = r {
+        if let Err(e) = one_update(ctx, dom, req) {
             result = Err(e);
             break;
         }
@@ -113,120 +104,286 @@ pub(super) fn mmuext_op(ctx: &mut Ctx<'_>, [ops, count, done_ptr, foreigndom, ..
     Action::Return(result)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::super::testing::World;
-    use super::*;
-    use crate::mm::memmap::FrameRange;
-    use abi::hypercall::UPDATE_VA_MAPPING;
+fn one_update(ctx: &mut Ctx<'_>, dom: DomId, req: MmuUpdate) -> Result<(), Errno> {
+    let kind = req.ptr & 3;
+    let machine = req.ptr & !3;
+    let (mfn, slot) = (machine >> 12, ((machine & 0xfff) >> 3) as usize);
+    match kind {
+        MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_PRESERVE_AD => with_engine(ctx, Err(Errno::EINVAL), |pt| {
+            pt.mod_entry(dom, mfn, slot, req.val, kind == MMU_PT_UPDATE_PRESERVE_AD).map(drop).map_err(PtError::errno)
+        }),
+        MMU_MACHPHYS_UPDATE => {
+            let owned = with_engine(ctx, false, |pt| pt.frames().usage(mfn) == FrameUse::Domain(dom));
+            if !owned {
+                return Err(Errno::EINVAL);
+            }
+            ctx.platform.set_m2p(mfn, req.val);
+            Ok(())
+        }
+        _ => Err(Errno::ENOSYS),
+    }
+}
 
-    const VA: u64 = 0xffff_ffff_8020_3000;
-
-    /// A domain with L4 at frame 1 → L3 2 → L2 3 → L1 4 mapping VA's 2 MiB,
-    /// owning frames 1..=9; frame 1–4 are its page tables.
-    fn world() -> World {
-        let mut w = World::new(false);
-        w.domain.vcpu.cr3 = 1 << 12;
-        w.domain.page_table_frames = FrameRange { start: 1, end: 5 };
-        let mut t = |mfn: u64, idx: usize, next: u64| {
-            let mut table = [0u64; 512];
-            table[idx] = (next << 12) | pte::P | pte::RW | pte::U;
-            w.platform.tables.insert(mfn, table);
+/// `mmuext_op(ops, count, done, foreigndom)`: extended MMU operations, in
+/// order, stopping at the first failure; `*done` (if not null) gets how
+/// many succeeded. With one CPU, the `MULTI` and `ALL` flush variants are
+/// the local ones.
+pub(super) fn mmuext_op(ctx: &mut Ctx<'_>, [ops, count, done_ptr, foreigndom, ..]: [u64; 5]) -> Action {
+    if let Err(e) = own_domain(ctx, foreigndom) {
+        return Action::Return(Err(e));
+    }
+    let mut done = 0u64;
+    let mut result = Ok(0);
+    while done < count {
+        let Ok(op) = guest::read_obj::<MmuextOp, _>(ctx.mem, GuestPtr(ops).add(done.wrapping_mul(24))) else {
+            result = Err(Errno::EFAULT);
+            break;
         };
-        t(1, index(VA, 4), 2);
-        t(2, index(VA, 3), 3);
-        t(3, index(VA, 2), 4);
-        w.platform.tables.insert(4, [0; 512]);
-        for mfn in 1..=9 {
-            w.platform.owners.insert(mfn, FrameUse::Domain(1));
+        if let Err(e) = one_ext_op(ctx, op) {
+            result = Err(e);
+            break;
         }
-        w.platform.owners.insert(10, FrameUse::Hypervisor);
-        w.platform.owners.insert(11, FrameUse::Domain(7));
-        w
+        done += 1;
     }
-
-    fn l1(w: &World) -> u64 {
-        w.platform.tables[&4][index(VA, 1)]
+    if done_ptr != 0 && guest::write_obj(ctx.mem, GuestPtr(done_ptr), &done).is_err() {
+        return Action::Return(Err(Errno::EFAULT));
     }
+    Action::Return(result)
+}
 
-    #[test]
-    fn maps_an_owned_frame_user_accessible() {
-        let mut w = world();
-        w.call(UPDATE_VA_MAPPING, &[VA, (9 << 12) | pte::P | pte::RW | pte::A, 2]);
-        assert_eq!(w.ret(), 0);
-        assert_eq!(l1(&w), (9 << 12) | pte::P | pte::RW | pte::A | pte::U);
-        assert_eq!(w.platform.flushes, [Some(VA)]);
-        w.call(UPDATE_VA_MAPPING, &[VA, 0, 1]);
-        assert_eq!((w.ret(), l1(&w)), (0, 0));
-        assert_eq!(w.platform.flushes[1], None);
-    }
-
-    #[test]
-    fn page_tables_may_be_mapped_read_only_but_never_writable() {
-        let mut w = world();
-        w.call(UPDATE_VA_MAPPING, &[VA, (4 << 12) | pte::P, 0]);
-        assert_eq!(w.ret(), 0);
-        for mfn in 1..=4 {
-            w.call(UPDATE_VA_MAPPING, &[VA, (mfn << 12) | pte::P | pte::RW, 0]);
-            assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "frame {mfn}");
+fn one_ext_op(ctx: &mut Ctx<'_>, op: MmuextOp) -> Result<(), Errno> {
+    let dom = ctx.domain.id;
+    let mfn = op.arg1;
+    let level = match op.cmd {
+        MMUEXT_PIN_L1_TABLE => Some(Level::L1),
+        MMUEXT_PIN_L2_TABLE => Some(Level::L2),
+        MMUEXT_PIN_L3_TABLE => Some(Level::L3),
+        MMUEXT_PIN_L4_TABLE => Some(Level::L4),
+        _ => None,
+    };
+    match op.cmd {
+        _ if level.is_some() => {
+            let level = level.expect("matched above");
+            with_engine(ctx, Err(Errno::EINVAL), |pt| pt.pin(dom, mfn, level).map_err(PtError::errno))
         }
-        assert_eq!(l1(&w), (4 << 12) | pte::P | pte::U, "unchanged");
-    }
-
-    #[test]
-    fn foreign_frames_bad_flags_and_missing_tables_are_refused() {
-        let mut w = world();
-        for (val, why) in [
-            ((10 << 12) | pte::P, "hypervisor frame"),
-            ((11 << 12) | pte::P, "another domain's frame"),
-            ((99 << 12) | pte::P, "not RAM"),
-            ((9 << 12) | pte::P | pte::PS, "large page bit"),
-            ((9 << 12) | pte::P | (1 << 4), "cache-disable"),
-            ((9 << 12) | pte::P | (1 << 52), "reserved bit"),
-        ] {
-            w.call(UPDATE_VA_MAPPING, &[VA, val, 0]);
-            assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "{why}");
+        MMUEXT_UNPIN_TABLE => with_engine(ctx, Err(Errno::EINVAL), |pt| pt.unpin(dom, mfn).map_err(PtError::errno)),
+        MMUEXT_NEW_BASEPTR => {
+            let mut slot = ctx.domain.vcpu.kernel_table;
+            with_engine(ctx, Err(Errno::EINVAL), |pt| {
+                pt.new_baseptr(dom, &mut slot, Some(mfn)).map_err(PtError::errno)
+            })?;
+            ctx.domain.vcpu.kernel_table = slot;
+            // Hypercalls come from kernel mode: the new base is live now.
+            ctx.platform.load_cr3(mfn << 12);
+            Ok(())
         }
-        for va in [VA + (1 << 21), 0xffff_8000_0000_0000, 0x8000_0000_0000_0000] {
-            w.call(UPDATE_VA_MAPPING, &[va, (9 << 12) | pte::P, 0]);
-            assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "va {va:#x}");
+        MMUEXT_NEW_USER_BASEPTR => {
+            let mut slot = ctx.domain.vcpu.user_table;
+            let new = (mfn != 0).then_some(mfn);
+            with_engine(ctx, Err(Errno::EINVAL), |pt| pt.new_baseptr(dom, &mut slot, new).map_err(PtError::errno))?;
+            ctx.domain.vcpu.user_table = slot;
+            Ok(())
         }
-        assert_eq!(l1(&w), 0);
+        MMUEXT_TLB_FLUSH_LOCAL | MMUEXT_TLB_FLUSH_MULTI | MMUEXT_TLB_FLUSH_ALL => {
+            ctx.platform.flush_tlb(None);
+            Ok(())
+        }
+        MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_MULTI | MMUEXT_INVLPG_ALL if range_ok(op.arg1, 1) => {
+            ctx.platform.flush_tlb(Some(op.arg1));
+            Ok(())
+        }
+        MMUEXT_INVLPG_LOCAL | MMUEXT_INVLPG_MULTI | MMUEXT_INVLPG_ALL => Err(Errno::EINVAL),
+        // The hypervisor writes the frame, so it must be one the guest
+        // could map writable itself: it takes a writable type reference.
+        MMUEXT_CLEAR_PAGE => with_engine(ctx, Err(Errno::EINVAL), |pt| {
+            pt.get_page_and_type(dom, mfn, PageType::Writable).map_err(PtError::errno)?;
+            pt.memory().entries(mfn).fill(0);
+            pt.put_page_and_type(mfn);
+            Ok(())
+        }),
+        MMUEXT_COPY_PAGE => with_engine(ctx, Err(Errno::EINVAL), |pt| {
+            let src = op.arg2;
+            pt.get_page(dom, src).map_err(PtError::errno)?;
+            if let Err(e) = pt.get_page_and_type(dom, mfn, PageType::Writable) {
+                pt.put_page(src);
+                return Err(e.errno());
+            }
+            let data = *pt.memory().entries(src);
+            *pt.memory().entries(mfn) = data;
+            pt.put_page_and_type(mfn);
+            pt.put_page(src);
+            Ok(())
+        }),
+        _ => Err(Errno::ENOSYS),
     }
 }
 
 #[cfg(test)]
-mod mmuext_tests {
-    use super::super::testing::{World, MEM_BASE};
-    use crate::guest::{self, GuestPtr};
-    use abi::errno::Errno;
-    use abi::hypercall::MMUEXT_OP;
-    use abi::mm::*;
+mod tests {
+    use super::super::testing::{World, MEM_BASE, OTHER_FRAMES};
+    use super::super::Platform;
+    use super::*;
+    use abi::hypercall::{MMUEXT_OP, MMU_UPDATE, UPDATE_VA_MAPPING};
+
+    const VA: u64 = 0xffff_ffff_8020_3000;
+    /// The fixture's tables: L4 16 → L3 17 → L2 18 → L1 19 mapping VA's
+    /// 2 MiB; frames 20.. are plain pages.
+    const L4: Mfn = 16;
+    const L1: Mfn = 19;
+    const PAGE: Mfn = 20;
+    const TABLE: u64 = pte::P | pte::RW | pte::U | pte::A;
+
+    /// A domain whose kernel base is the fixture tree, validated.
+    fn world() -> World {
+        let mut w = World::new(false);
+        let m = &mut w.platform.mem;
+        m.entries(L4)[index(VA, 4)] = (17 << 12) | TABLE;
+        m.entries(17)[index(VA, 3)] = (18 << 12) | TABLE;
+        m.entries(18)[index(VA, 2)] = (L1 << 12) | TABLE;
+        m.entries(L1);
+        let dom = w.domain.id;
+        let mut slot = None;
+        w.platform.page_types(&mut |pt| pt.new_baseptr(dom, &mut slot, Some(L4)).expect("fixture validates"));
+        w.domain.vcpu.kernel_table = slot;
+        w
+    }
+
+    fn l1(w: &mut World) -> u64 {
+        w.platform.mem.entries(L1)[index(VA, 1)]
+    }
+
+    fn mmuext(w: &mut World, ops: &[MmuextOp]) -> (i64, u64) {
+        for (i, op) in ops.iter().enumerate() {
+            guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE + 24 * i as u64), op).unwrap();
+        }
+        w.call(MMUEXT_OP, &[MEM_BASE, ops.len() as u64, MEM_BASE + 0x1000, DOMID_SELF.into()]);
+        (w.ret(), guest::read_obj::<u64, _>(&mut w.mem, GuestPtr(MEM_BASE + 0x1000)).unwrap())
+    }
 
     fn op(cmd: u32, arg1: u64) -> MmuextOp {
         MmuextOp { cmd, _pad0: 0, arg1, arg2: 0 }
     }
 
     #[test]
+    fn update_va_mapping_maps_owned_frames_user_accessible() {
+        let mut w = world();
+        w.call(UPDATE_VA_MAPPING, &[VA, (PAGE << 12) | pte::P | pte::RW, 2]);
+        assert_eq!(w.ret(), 0);
+        assert_eq!(l1(&mut w) & (pte::ADDR | pte::P | pte::RW | pte::U), (PAGE << 12) | pte::P | pte::RW | pte::U);
+        assert_eq!(w.platform.flushes, [Some(VA)]);
+        w.call(UPDATE_VA_MAPPING, &[VA, 0, 1]);
+        assert_eq!((w.ret(), l1(&mut w)), (0, 0));
+        assert!(w.platform.frames.can_release(PAGE), "the mapping's reference is gone");
+    }
+
+    #[test]
+    fn page_tables_never_become_writable() {
+        let mut w = world();
+        for table in [L4, 17, 18, L1] {
+            w.call(UPDATE_VA_MAPPING, &[VA, (table << 12) | pte::P | pte::RW, 0]);
+            assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "table {table}");
+        }
+        w.call(UPDATE_VA_MAPPING, &[VA, (L1 << 12) | pte::P, 0]);
+        assert_eq!(w.ret(), 0, "read-only is fine");
+        for (val, why) in [
+            ((3 << 12) | pte::P, "hypervisor frame"),
+            ((OTHER_FRAMES.start << 12) | pte::P, "another domain's frame"),
+            ((200 << 12) | pte::P, "not RAM"),
+            ((PAGE << 12) | pte::P | (1 << 4), "cache-disable"),
+        ] {
+            w.call(UPDATE_VA_MAPPING, &[VA, val, 0]);
+            assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "{why}");
+        }
+        for va in [VA + (1 << 21), 0xffff_8000_0000_0000] {
+            w.call(UPDATE_VA_MAPPING, &[va, (PAGE << 12) | pte::P, 0]);
+            assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "va {va:#x}");
+        }
+    }
+
+    #[test]
+    fn mmu_update_applies_in_order_and_reports_done() {
+        let mut w = world();
+        let slot = |i: u64| (L1 << 12) + 8 * i;
+        let reqs = [
+            MmuUpdate { ptr: slot(0), val: (PAGE << 12) | pte::P | pte::RW },
+            MmuUpdate { ptr: slot(1) | MMU_PT_UPDATE_PRESERVE_AD, val: ((PAGE + 1) << 12) | pte::P },
+            MmuUpdate { ptr: (PAGE << 12) | MMU_MACHPHYS_UPDATE, val: 42 },
+            MmuUpdate { ptr: slot(2), val: (L4 << 12) | pte::P | pte::RW },
+            MmuUpdate { ptr: slot(3), val: (PAGE << 12) | pte::P },
+        ];
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &reqs).unwrap();
+        w.call(MMU_UPDATE, &[MEM_BASE, 5, MEM_BASE + 0x1000, DOMID_SELF.into()]);
+        assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "the writable L4 mapping is refused");
+        assert_eq!(guest::read_obj::<u64, _>(&mut w.mem, GuestPtr(MEM_BASE + 0x1000)).unwrap(), 3);
+        assert_eq!(w.platform.mem.entries(L1)[0] >> 12 & 0xff_ffff, PAGE);
+        assert_eq!(w.platform.mem.entries(L1)[3], 0, "not reached");
+        assert_eq!(w.platform.m2p.get(&PAGE), Some(&42));
+        // A direct write to a page that is not a page table is refused.
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &MmuUpdate { ptr: (PAGE << 12) + 8, val: 0 }).unwrap();
+        w.call(MMU_UPDATE, &[MEM_BASE, 1, 0, DOMID_SELF.into()]);
+        assert_eq!(w.ret(), Errno::EINVAL.as_ret());
+        // M2P updates only for the caller's own frames.
+        let other = OTHER_FRAMES.start << 12 | MMU_MACHPHYS_UPDATE;
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &MmuUpdate { ptr: other, val: 1 }).unwrap();
+        w.call(MMU_UPDATE, &[MEM_BASE, 1, 0, DOMID_SELF.into()]);
+        assert_eq!(w.ret(), Errno::EINVAL.as_ret());
+        w.call(MMU_UPDATE, &[MEM_BASE, 1, 0, 7]);
+        assert_eq!(w.ret(), Errno::EPERM.as_ret(), "foreigndom needs privilege");
+    }
+
+    #[test]
+    fn pin_new_baseptr_and_unpin() {
+        let mut w = world();
+        // A second L4 (frame 30) sharing the L3: pin it, switch to it.
+        let e = w.platform.mem.entries(L4)[index(VA, 4)];
+        w.platform.mem.entries(30)[index(VA, 4)] = e;
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_PIN_L4_TABLE, 30), op(MMUEXT_NEW_BASEPTR, 30)]), (0, 2));
+        assert_eq!(w.domain.vcpu.kernel_table, Some(30));
+        assert_eq!(w.platform.cr3_loads, [30 << 12]);
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_PIN_L4_TABLE, 30)]).0, Errno::EINVAL.as_ret(), "already pinned");
+        // A pinned table cannot be mapped writable, nor can a plain page
+        // be pinned as a table while it is mapped writable.
+        w.call(UPDATE_VA_MAPPING, &[VA, (30 << 12) | pte::P | pte::RW, 0]);
+        assert_eq!(w.ret(), Errno::EINVAL.as_ret());
+        w.call(UPDATE_VA_MAPPING, &[VA, (PAGE << 12) | pte::P | pte::RW, 0]);
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_PIN_L1_TABLE, PAGE)]).0, Errno::EINVAL.as_ret());
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_NEW_BASEPTR, L4), op(MMUEXT_UNPIN_TABLE, 30)]), (0, 2));
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_UNPIN_TABLE, 30)]).0, Errno::EINVAL.as_ret(), "not pinned");
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_PIN_L4_TABLE, OTHER_FRAMES.start)]).0, Errno::EINVAL.as_ret());
+    }
+
+    #[test]
+    fn user_baseptr_clear_and_copy_page() {
+        let mut w = world();
+        w.platform.mem.entries(31)[index(0x40_0000, 4)] = 0;
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_PIN_L4_TABLE, 31), op(MMUEXT_NEW_USER_BASEPTR, 31)]), (0, 2));
+        assert_eq!(w.domain.vcpu.user_table, Some(31));
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_NEW_USER_BASEPTR, 0)]), (0, 1));
+        assert_eq!(w.domain.vcpu.user_table, None);
+
+        w.platform.mem.entries(PAGE + 1)[5] = 0x1234;
+        let copy = MmuextOp { cmd: MMUEXT_COPY_PAGE, _pad0: 0, arg1: PAGE, arg2: PAGE + 1 };
+        assert_eq!(mmuext(&mut w, &[copy]), (0, 1));
+        assert_eq!(w.platform.mem.entries(PAGE)[5], 0x1234);
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_CLEAR_PAGE, PAGE)]), (0, 1));
+        assert_eq!(w.platform.mem.entries(PAGE)[5], 0);
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_CLEAR_PAGE, L1)]).0, Errno::EINVAL.as_ret(), "a page table");
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_CLEAR_PAGE, 3)]).0, Errno::EINVAL.as_ret(), "a hypervisor frame");
+    }
+
+    #[test]
     fn tlb_ops_run_in_order_and_stop_at_the_first_failure() {
-        let mut w = World::new(false);
+        let mut w = world();
         let ops = [
             op(MMUEXT_TLB_FLUSH_LOCAL, 0),
             op(MMUEXT_INVLPG_ALL, 0x5000),
             op(MMUEXT_INVLPG_LOCAL, 0xffff_8000_0000_0000),
             op(MMUEXT_TLB_FLUSH_ALL, 0),
         ];
-        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &ops).unwrap();
-        w.call(MMUEXT_OP, &[MEM_BASE, 4, MEM_BASE + 0x1000, DOMID_SELF.into()]);
-        assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "invlpg of a hypervisor address");
-        assert_eq!(guest::read_obj::<u64, _>(&mut w.mem, GuestPtr(MEM_BASE + 0x1000)).unwrap(), 2);
+        assert_eq!(mmuext(&mut w, &ops), (Errno::EINVAL.as_ret(), 2));
         assert_eq!(w.platform.flushes, [None, Some(0x5000)]);
-        w.call(MMUEXT_OP, &[MEM_BASE, 2, 0, DOMID_SELF.into()]);
-        assert_eq!(w.ret(), 0, "a null done pointer is fine");
-        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &op(MMUEXT_PIN_L4_TABLE, 0)).unwrap();
-        w.call(MMUEXT_OP, &[MEM_BASE, 1, 0, DOMID_SELF.into()]);
-        assert_eq!(w.ret(), Errno::ENOSYS.as_ret());
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_SET_LDT, 0)]).0, Errno::ENOSYS.as_ret());
         w.call(MMUEXT_OP, &[MEM_BASE, 1, 0, 3]);
-        assert_eq!(w.ret(), Errno::EPERM.as_ret(), "foreign domains need the toolstack");
+        assert_eq!(w.ret(), Errno::EPERM.as_ret());
     }
 }

@@ -20,7 +20,8 @@ pub use version::features;
 
 use crate::domain::Domain;
 use crate::guest::GuestMemory;
-use crate::mm::frame::{DomId, FrameUse};
+use crate::mm::frame::DomId;
+use crate::mm::pagetype::{GuestFrames, PageTypes};
 use crate::mm::Mfn;
 use crate::regs::Regs;
 use crate::trap::GuestCpu;
@@ -39,10 +40,13 @@ pub trait Platform: GuestCpu {
     /// Loads a validated segment base (or, for `GsUserSel`, selector)
     /// into the CPU for the running vCPU.
     fn load_segment_base(&mut self, which: SegmentBase, value: u64);
-    /// The page table in machine frame `mfn`, if it is RAM.
-    fn page_table(&mut self, mfn: Mfn) -> Option<&mut [u64; 512]>;
-    /// Who owns machine frame `mfn`.
-    fn frame_owner(&mut self, mfn: Mfn) -> FrameUse;
+    /// Runs `op` with the page-type engine over this machine's frames
+    /// (holding the frame table's lock for the duration).
+    fn page_types(&mut self, op: &mut dyn FnMut(&mut PageTypes<'_, '_, dyn GuestFrames>));
+    /// Loads `cr3`, a validated page-table base of the running vCPU.
+    fn load_cr3(&mut self, cr3: u64);
+    /// Records machine frame `mfn` as guest frame `pfn` in the M2P.
+    fn set_m2p(&mut self, mfn: Mfn, pfn: u64);
     /// Flushes this CPU's TLB: one page, or everything.
     fn flush_tlb(&mut self, va: Option<u64>);
     /// The machine-to-phys table: its first frame and its size in frames
@@ -115,6 +119,7 @@ pub static TABLE: [Option<Entry>; TABLE_SIZE] = {
     t[nr::SET_CALLBACKS as usize] = entry("set_callbacks", traps::set_callbacks, false);
     t[nr::MEMORY_OP as usize] = entry("memory_op", memory::memory_op, false);
     t[nr::MULTICALL as usize] = entry("multicall", multicall::multicall, false);
+    t[nr::MMU_UPDATE as usize] = entry("mmu_update", mm::mmu_update, false);
     t[nr::UPDATE_VA_MAPPING as usize] = entry("update_va_mapping", mm::update_va_mapping, false);
     t[nr::VM_ASSIST as usize] = entry("vm_assist", memory::vm_assist, false);
     t[nr::MMUEXT_OP as usize] = entry("mmuext_op", mm::mmuext_op, false);
@@ -162,16 +167,72 @@ pub(crate) mod testing {
     use super::*;
     use crate::guest::fake::FakeMemory;
 
-    /// A platform that records what handlers asked of it.
+    /// Frames `0..FRAMES` of a fake machine, holding page-table contents.
     #[derive(Debug, Default)]
+    pub struct FakeFrames {
+        pub pages: std::collections::HashMap<Mfn, [u64; 512]>,
+    }
+
+    impl GuestFrames for FakeFrames {
+        fn entries(&mut self, mfn: Mfn) -> &mut [u64; 512] {
+            self.pages.entry(mfn).or_insert([0; 512])
+        }
+        fn descriptors_ok(&mut self, _mfn: Mfn) -> bool {
+            false
+        }
+        fn flush_before_retype(&mut self, _mfn: Mfn) {}
+    }
+
+    /// Frames in the fake machine.
+    pub const FRAMES: u64 = 128;
+    /// The calling domain owns frames `DOMAIN_FRAMES`.
+    pub const DOMAIN_FRAMES: core::ops::Range<u64> = 16..80;
+    /// Another domain owns these.
+    pub const OTHER_FRAMES: core::ops::Range<u64> = 80..96;
+
+    /// A platform that records what handlers asked of it, over a real
+    /// frame table and page-type engine with fake frame contents.
+    #[derive(Debug)]
     pub struct Recorder {
         pub console: Vec<u8>,
         pub input: Vec<u8>,
         pub segment_loads: Vec<(SegmentBase, u64)>,
-        pub tables: std::collections::HashMap<Mfn, [u64; 512]>,
-        pub owners: std::collections::HashMap<Mfn, FrameUse>,
         pub flushes: Vec<Option<u64>>,
         pub mode_switches: Vec<u64>,
+        pub cr3_loads: Vec<u64>,
+        pub m2p: std::collections::HashMap<Mfn, u64>,
+        pub frames: crate::mm::frame::FrameTable<'static>,
+        pub mem: FakeFrames,
+        pub policy: crate::mm::pagetype::Policy,
+    }
+
+    impl Recorder {
+        /// Frames 0–15 the hypervisor's, `DOMAIN_FRAMES` domain `dom`'s,
+        /// `OTHER_FRAMES` domain 7's, the rest free.
+        pub fn for_domain(dom: DomId) -> Recorder {
+            use crate::mm::frame::{FrameTable, FrameUse, PageInfo};
+            use crate::mm::memmap::FrameRange;
+            let pages = Box::leak(vec![PageInfo::default(); FRAMES as usize].into_boxed_slice());
+            let r = |range: core::ops::Range<u64>| FrameRange { start: range.start, end: range.end };
+            let claims = [
+                (r(0..16), FrameUse::Hypervisor),
+                (r(DOMAIN_FRAMES), FrameUse::Domain(dom)),
+                (r(OTHER_FRAMES), FrameUse::Domain(7)),
+            ];
+            let frames = FrameTable::new(pages, &[r(0..FRAMES)], &claims).expect("fixture claims");
+            Recorder {
+                console: Vec::new(),
+                input: Vec::new(),
+                segment_loads: Vec::new(),
+                flushes: Vec::new(),
+                mode_switches: Vec::new(),
+                cr3_loads: Vec::new(),
+                m2p: std::collections::HashMap::new(),
+                frames,
+                mem: FakeFrames::default(),
+                policy: crate::mm::pagetype::Policy { reserved_l4: [0; 16], nx: true },
+            }
+        }
     }
 
     impl GuestCpu for Recorder {
@@ -196,11 +257,15 @@ pub(crate) mod testing {
         fn load_segment_base(&mut self, which: SegmentBase, value: u64) {
             self.segment_loads.push((which, value));
         }
-        fn page_table(&mut self, mfn: Mfn) -> Option<&mut [u64; 512]> {
-            self.tables.get_mut(&mfn)
+        fn page_types(&mut self, op: &mut dyn FnMut(&mut PageTypes<'_, '_, dyn GuestFrames>)) {
+            let mem: &mut dyn GuestFrames = &mut self.mem;
+            op(&mut PageTypes::new(&mut self.frames, mem, &self.policy));
         }
-        fn frame_owner(&mut self, mfn: Mfn) -> FrameUse {
-            self.owners.get(&mfn).copied().unwrap_or(FrameUse::Absent)
+        fn load_cr3(&mut self, cr3: u64) {
+            self.cr3_loads.push(cr3);
+        }
+        fn set_m2p(&mut self, mfn: Mfn, pfn: u64) {
+            self.m2p.insert(mfn, pfn);
         }
         fn flush_tlb(&mut self, va: Option<u64>) {
             self.flushes.push(va);
@@ -230,10 +295,10 @@ pub(crate) mod testing {
         pub fn new(privileged: bool) -> World {
             World {
                 regs: Regs { cs: 0xe033, ss: 0xe02b, rsp: MEM_BASE + 0x8000, ..Regs::default() },
-                domain: Domain::new(if privileged { 0 } else { 1 }, privileged, 0x1000),
+                domain: Domain::new(if privileged { 0 } else { 1 }, privileged),
                 vinfo: VcpuInfo::default(),
                 mem: FakeMemory::new(MEM_BASE, 0x1_0000),
-                platform: Recorder::default(),
+                platform: Recorder::for_domain(if privileged { 0 } else { 1 }),
             }
         }
 
@@ -271,7 +336,7 @@ mod tests {
     #[test]
     fn unknown_and_unimplemented_numbers_are_enosys() {
         let mut w = World::new(true);
-        for n in [nr::MMU_UPDATE, 11, 37, 63, 64, 1 << 40, u64::MAX] {
+        for n in [nr::SET_GDT, 11, 37, 63, 64, 1 << 40, u64::MAX] {
             assert_eq!(w.call(n, &[]), Action::Return(Err(Errno::ENOSYS)), "hypercall {n}");
             assert_eq!(w.ret(), -38);
         }

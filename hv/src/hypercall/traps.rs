@@ -160,7 +160,7 @@ pub(super) fn iret(ctx: &mut Ctx<'_>, _: [u64; 5]) -> Action {
     // mask above them, which `iret` ignores.
     let (cs, ss) = (c.cs & 0xffff, c.ss & 0xffff);
     let to_user = cs & 3 == 3;
-    if to_user && ctx.domain.vcpu.user_cr3 == 0 {
+    if to_user && ctx.domain.vcpu.user_table.is_none() {
         return Action::Crash("iret to guest user mode with no user page tables");
     }
     // Without a guest GDT (set_gdt) only the flat 64-bit selectors exist.
@@ -182,10 +182,9 @@ pub(super) fn iret(ctx: &mut Ctx<'_>, _: [u64; 5]) -> Action {
     r.rsp = c.rsp;
     r.ss = GUEST_SS;
     ctx.vinfo.evtchn_upcall_mask = u8::from(c.rflags & rflags::IF == 0);
-    if to_user {
-        let v = &mut ctx.domain.vcpu;
-        ctx.platform.switch_guest_mode(v.user_cr3);
-        v.kernel_mode = false;
+    if let (true, Some(user_cr3)) = (to_user, ctx.domain.vcpu.user_cr3()) {
+        ctx.platform.switch_guest_mode(user_cr3);
+        ctx.domain.vcpu.kernel_mode = false;
     }
     Action::Resume
 }
@@ -330,7 +329,7 @@ mod tests {
     #[test]
     fn iret_to_user_mode_switches_page_tables() {
         let mut w = World::new(false);
-        w.domain.vcpu.user_cr3 = 0x77_7000;
+        w.domain.vcpu.user_table = Some(0x777);
         let c = IretContext { rip: 0x40_0000, cs: 0xe033, rsp: 0x7000_0000, ss: 0xe02b, ..IretContext::default() };
         guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), &c).unwrap();
         assert_eq!(w.call(nr::IRET, &[]), Action::Resume);

@@ -372,13 +372,13 @@ const fn adjust(level: usize, entry: u64) -> u64 {
 
 /// The page-type engine over one frame table and its frames' contents.
 #[derive(Debug)]
-pub struct PageTypes<'e, 'f, M> {
+pub struct PageTypes<'e, 'f, M: ?Sized> {
     frames: &'e mut FrameTable<'f>,
     mem: &'e mut M,
     policy: &'e Policy,
 }
 
-impl<'e, 'f, M: GuestFrames> PageTypes<'e, 'f, M> {
+impl<'e, 'f, M: GuestFrames + ?Sized> PageTypes<'e, 'f, M> {
     /// The engine over `frames`, reaching contents through `mem`.
     pub fn new(frames: &'e mut FrameTable<'f>, mem: &'e mut M, policy: &'e Policy) -> Self {
         PageTypes { frames, mem, policy }
