@@ -117,6 +117,8 @@ unsafe impl Pod for abi::mm::MmuextOp {}
 // SAFETY: as above.
 unsafe impl Pod for abi::mm::MmuUpdate {}
 // SAFETY: as above.
+unsafe impl Pod for abi::mm::XenMemoryReservation {}
+// SAFETY: as above.
 unsafe impl Pod for abi::mm::XenMemoryMap {}
 // SAFETY: as above.
 unsafe impl Pod for abi::mm::XenMachphysMfnList {}

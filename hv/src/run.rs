@@ -5,6 +5,7 @@ use crate::arch::{cpu, serial, traps};
 use crate::console;
 use crate::setup::FRAMES;
 use abi::arch::SegmentBase;
+use abi::errno::Errno;
 use abi::sched::ShutdownReason;
 use abi::shared_info::SharedInfo;
 use hv::domain::{Domain, Stopped};
@@ -12,7 +13,7 @@ use hv::exit::Exit;
 use hv::guest::{Fault, GuestMemory, GuestPtr};
 use hv::hypercall::{self, Action, Ctx, Platform};
 use hv::layout::{DIRECTMAP_START, PAGE_SIZE};
-use hv::mm::frame::DomId;
+use hv::mm::frame::{DomId, FrameUse};
 use hv::mm::pagetype::{GuestFrames, PageTypes};
 use hv::mm::Mfn;
 use hv::regs::{Regs, SYSCALL_VECTOR};
@@ -126,6 +127,32 @@ impl Platform for Machine {
 
     fn set_m2p(&mut self, mfn: Mfn, pfn: u64) {
         crate::memory::set_m2p(mfn, pfn);
+    }
+
+    fn alloc_domain_frame(&mut self, dom: DomId) -> Option<Mfn> {
+        let mfn = FRAMES.lock().as_mut()?.alloc(FrameUse::Domain(dom))?;
+        // SAFETY: just allocated: nobody else has the frame. Scrubbing it
+        // keeps one domain's (or the hypervisor's) data from another.
+        unsafe { crate::memory::zero_frame(mfn) };
+        crate::memory::set_m2p(mfn, crate::memory::INVALID_M2P_ENTRY);
+        Some(mfn)
+    }
+
+    fn release_domain_frame(&mut self, dom: DomId, mfn: Mfn) -> Result<(), Errno> {
+        {
+            let mut frames = FRAMES.lock();
+            let table = frames.as_mut().ok_or(Errno::EINVAL)?;
+            if table.usage(mfn) != FrameUse::Domain(dom) || !table.can_release(mfn) {
+                return Err(Errno::EINVAL);
+            }
+            table.free(mfn).map_err(|_| Errno::EINVAL)?;
+        }
+        crate::memory::set_m2p(mfn, crate::memory::INVALID_M2P_ENTRY);
+        // The guest may still hold a stale translation of the frame it
+        // unmapped; the frame's next owner must not share it.
+        // SAFETY: reloading CR3 only flushes the TLB.
+        unsafe { cpu::write_cr3(cpu::read_cr3()) };
+        Ok(())
     }
 
     fn m2p_frames(&mut self) -> (Mfn, u64) {

@@ -26,8 +26,80 @@ pub(super) fn memory_op(ctx: &mut Ctx<'_>, [cmd, arg, ..]: [u64; 5]) -> Action {
         c if c == u64::from(XENMEM_MAXIMUM_RESERVATION) => reservation(ctx, arg, |d| d.max_pages),
         c if c == u64::from(XENMEM_MACHPHYS_MFN_LIST) => machphys_mfn_list(ctx, arg),
         c if c == u64::from(XENMEM_MEMORY_MAP) => memory_map(ctx, arg),
+        c if c == u64::from(XENMEM_INCREASE_RESERVATION) => reserve(ctx, arg, Change::Increase),
+        c if c == u64::from(XENMEM_POPULATE_PHYSMAP) => reserve(ctx, arg, Change::Populate),
+        c if c == u64::from(XENMEM_DECREASE_RESERVATION) => reserve(ctx, arg, Change::Decrease),
         _ => Err(Errno::ENOSYS),
     })
+}
+
+/// How a reservation changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// New frames; their machine frame numbers are written to the list.
+    Increase,
+    /// New frames for the guest frames the list names; the list gets the
+    /// machine frames and the M2P records the guest frames.
+    Populate,
+    /// The listed machine frames go back to the hypervisor.
+    Decrease,
+}
+
+/// `increase_reservation`, `populate_physmap`, `decrease_reservation`:
+/// returns how many extents were done, stopping at the first that cannot
+/// be (no memory, the maximum reached, a frame still in use or not the
+/// caller's, an unreadable list entry). Single frames only (order 0).
+fn reserve(ctx: &mut Ctx<'_>, arg: GuestPtr, change: Change) -> Result<u64, Errno> {
+    let r: XenMemoryReservation = guest::read_obj(ctx.mem, arg).map_err(|_| Errno::EFAULT)?;
+    if r.domid != DOMID_SELF && r.domid != ctx.domain.id {
+        return Err(if ctx.domain.privileged { Errno::ESRCH } else { Errno::EPERM });
+    }
+    if r.extent_order != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let dom = ctx.domain.id;
+    let list = GuestPtr(r.extent_start);
+    let mut done = 0;
+    while done < r.nr_extents {
+        let slot = list.add(done.wrapping_mul(8));
+        let ok = match change {
+            Change::Decrease => match guest::read_obj::<u64, _>(ctx.mem, slot) {
+                Ok(mfn) => ctx.platform.release_domain_frame(dom, mfn).is_ok(),
+                Err(_) => false,
+            },
+            Change::Increase | Change::Populate => {
+                let gpfn = match change {
+                    Change::Populate => match guest::read_obj::<u64, _>(ctx.mem, slot) {
+                        Ok(gpfn) => Some(gpfn),
+                        Err(_) => break,
+                    },
+                    _ => None,
+                };
+                if ctx.domain.nr_pages >= ctx.domain.max_pages {
+                    break;
+                }
+                let Some(mfn) = ctx.platform.alloc_domain_frame(dom) else { break };
+                if list.0 != 0 && guest::write_obj(ctx.mem, slot, &mfn).is_err() {
+                    // Nobody learnt of the frame: take it back at once.
+                    let _ = ctx.platform.release_domain_frame(dom, mfn);
+                    break;
+                }
+                if let Some(gpfn) = gpfn {
+                    ctx.platform.set_m2p(mfn, gpfn);
+                }
+                true
+            }
+        };
+        if !ok {
+            break;
+        }
+        match change {
+            Change::Decrease => ctx.domain.nr_pages -= 1,
+            _ => ctx.domain.nr_pages += 1,
+        }
+        done += 1;
+    }
+    Ok(done)
 }
 
 /// `current_reservation` / `maximum_reservation`: the argument names a
@@ -107,7 +179,7 @@ mod tests {
         assert_eq!(op(&mut w, XENMEM_CURRENT_RESERVATION, MEM_BASE), Errno::ESRCH.as_ret());
         assert_eq!(op(&mut w, XENMEM_CURRENT_RESERVATION, 0), Errno::EFAULT.as_ret());
         assert_eq!(op(&mut w, XENMEM_MAXIMUM_RAM_PAGE, 0), 0x8_0000);
-        assert_eq!(op(&mut w, XENMEM_POPULATE_PHYSMAP, MEM_BASE), Errno::ENOSYS.as_ret());
+        assert_eq!(op(&mut w, XENMEM_ADD_TO_PHYSMAP, MEM_BASE), Errno::ENOSYS.as_ret());
     }
 
     #[test]
@@ -153,5 +225,62 @@ mod tests {
         }
         w.call(VM_ASSIST, &[7, 0]);
         assert_eq!(w.ret(), Errno::ENOSYS.as_ret(), "unknown command");
+    }
+
+    fn reservation(list: u64, n: u64) -> XenMemoryReservation {
+        XenMemoryReservation { extent_start: list, nr_extents: n, domid: DOMID_SELF, ..Default::default() }
+    }
+
+    fn list(w: &mut World, n: usize) -> Vec<u64> {
+        (0..n)
+            .map(|i| guest::read_obj::<u64, _>(&mut w.mem, GuestPtr(MEM_BASE + 0x100 + 8 * i as u64)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn frames_come_and_go_within_the_maximum() {
+        let mut w = World::new(false);
+        (w.domain.nr_pages, w.domain.max_pages) = (64, 66);
+        let free_before = w.platform.frames.stats().free;
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &reservation(MEM_BASE + 0x100, 3)).unwrap();
+        assert_eq!(op(&mut w, XENMEM_INCREASE_RESERVATION, MEM_BASE), 2, "stops at the maximum");
+        assert_eq!(w.domain.nr_pages, 66);
+        let got = list(&mut w, 2);
+        for mfn in &got {
+            assert_eq!(w.platform.frames.usage(*mfn), crate::mm::frame::FrameUse::Domain(1));
+            assert_eq!(w.platform.m2p.get(mfn), Some(&u64::MAX), "no guest frame yet");
+        }
+        // Give both back.
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &reservation(MEM_BASE + 0x100, 2)).unwrap();
+        assert_eq!(op(&mut w, XENMEM_DECREASE_RESERVATION, MEM_BASE), 2);
+        assert_eq!((w.domain.nr_pages, w.platform.frames.stats().free), (64, free_before));
+        // Populate names guest frames and learns machine frames.
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE + 0x100), &[700u64, 701]).unwrap();
+        assert_eq!(op(&mut w, XENMEM_POPULATE_PHYSMAP, MEM_BASE), 2);
+        let got = list(&mut w, 2);
+        assert_eq!((w.platform.m2p.get(&got[0]), w.platform.m2p.get(&got[1])), (Some(&700), Some(&701)));
+    }
+
+    #[test]
+    fn frames_in_use_or_not_owned_cannot_be_given_back() {
+        let mut w = World::new(false);
+        w.domain.nr_pages = 64;
+        let dom = w.domain.id;
+        use super::super::Platform;
+        // A pinned table, a hypervisor frame, another domain's, not RAM.
+        w.platform.page_types(&mut |pt| pt.pin(dom, 20, crate::mm::pagetype::Level::L1).unwrap());
+        for mfn in [20u64, 3, 90, 1 << 40] {
+            guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE + 0x100), &mfn).unwrap();
+            guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &reservation(MEM_BASE + 0x100, 1)).unwrap();
+            assert_eq!(op(&mut w, XENMEM_DECREASE_RESERVATION, MEM_BASE), 0, "frame {mfn:#x}");
+        }
+        assert_eq!(w.domain.nr_pages, 64);
+        let mut r = reservation(MEM_BASE + 0x100, 1);
+        r.extent_order = 9;
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &r).unwrap();
+        assert_eq!(op(&mut w, XENMEM_INCREASE_RESERVATION, MEM_BASE), Errno::EINVAL.as_ret(), "order 0 only");
+        r = XenMemoryReservation { domid: 9, ..reservation(MEM_BASE + 0x100, 1) };
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &r).unwrap();
+        assert_eq!(op(&mut w, XENMEM_INCREASE_RESERVATION, MEM_BASE), Errno::EPERM.as_ret());
     }
 }

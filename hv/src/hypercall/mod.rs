@@ -47,6 +47,12 @@ pub trait Platform: GuestCpu {
     fn load_cr3(&mut self, cr3: u64);
     /// Records machine frame `mfn` as guest frame `pfn` in the M2P.
     fn set_m2p(&mut self, mfn: Mfn, pfn: u64);
+    /// Gives domain `dom` a free frame, scrubbed, with an invalid M2P
+    /// entry; `None` when memory is exhausted.
+    fn alloc_domain_frame(&mut self, dom: DomId) -> Option<Mfn>;
+    /// Takes frame `mfn` back from domain `dom`: only a frame it owns that
+    /// nothing references (not mapped, not a page table, not pinned).
+    fn release_domain_frame(&mut self, dom: DomId, mfn: Mfn) -> Result<(), Errno>;
     /// Flushes this CPU's TLB: one page, or everything.
     fn flush_tlb(&mut self, va: Option<u64>);
     /// The machine-to-phys table: its first frame and its size in frames
@@ -266,6 +272,20 @@ pub(crate) mod testing {
         }
         fn set_m2p(&mut self, mfn: Mfn, pfn: u64) {
             self.m2p.insert(mfn, pfn);
+        }
+        fn alloc_domain_frame(&mut self, dom: DomId) -> Option<Mfn> {
+            let mfn = self.frames.alloc(crate::mm::frame::FrameUse::Domain(dom))?;
+            self.mem.pages.insert(mfn, [0; 512]);
+            self.m2p.insert(mfn, u64::MAX);
+            Some(mfn)
+        }
+        fn release_domain_frame(&mut self, dom: DomId, mfn: Mfn) -> Result<(), Errno> {
+            if self.frames.usage(mfn) != crate::mm::frame::FrameUse::Domain(dom) || !self.frames.can_release(mfn) {
+                return Err(Errno::EINVAL);
+            }
+            self.frames.free(mfn).map_err(|_| Errno::EINVAL)?;
+            self.m2p.insert(mfn, u64::MAX);
+            Ok(())
         }
         fn flush_tlb(&mut self, va: Option<u64>) {
             self.flushes.push(va);
