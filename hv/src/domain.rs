@@ -5,6 +5,10 @@ use crate::mm::Mfn;
 use abi::arch::TrapInfo;
 use abi::sched::ShutdownReason;
 
+/// Most GDT frames a guest may give: entries below the hypervisor's
+/// reserved ones (7168 entries, 14 pages).
+pub const MAX_GDT_FRAMES: usize = 14;
+
 /// A guest entry point registered with `set_callbacks` or `callback_op`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Callback {
@@ -43,6 +47,11 @@ pub struct Vcpu {
     /// The user page-table base, loaded in guest user mode (none: the
     /// guest cannot enter user mode).
     pub user_table: Option<Mfn>,
+    /// Frames of the guest's GDT (`set_gdt`), each holding a
+    /// segment-descriptor type reference.
+    pub gdt_frames: [Mfn; MAX_GDT_FRAMES],
+    /// Entries of the guest's GDT (0: none).
+    pub gdt_entries: u32,
     /// FS base.
     pub fs_base: u64,
     /// GS base while in guest kernel mode.
@@ -77,6 +86,8 @@ impl Vcpu {
             cr2: 0,
             kernel_table: None,
             user_table: None,
+            gdt_frames: [0; MAX_GDT_FRAMES],
+            gdt_entries: 0,
             fs_base: 0,
             gs_base_kernel: 0,
             gs_base_user: 0,

@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod cmdline;
+pub mod descriptor;
 pub mod domain;
 pub mod exit;
 pub mod fixed;

@@ -93,9 +93,8 @@ impl GuestFrames for DirectGuestFrames {
         unsafe { &mut *frame_ptr(mfn).cast::<[u64; 512]>() }
     }
 
-    fn descriptors_ok(&mut self, _mfn: Mfn) -> bool {
-        // No descriptor pages until set_gdt exists.
-        false
+    fn descriptors_ok(&mut self, mfn: Mfn) -> bool {
+        hv::descriptor::page_ok(self.entries(mfn))
     }
 
     fn flush_before_retype(&mut self, _mfn: Mfn) {

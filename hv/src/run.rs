@@ -129,6 +129,14 @@ impl Platform for Machine {
         crate::memory::set_m2p(mfn, pfn);
     }
 
+    fn load_gdt(&mut self, descriptors: &mut dyn Iterator<Item = u64>) {
+        crate::arch::gdt::load_guest_entries(descriptors);
+    }
+
+    fn set_gdt_entry(&mut self, index: usize, descriptor: u64) {
+        crate::arch::gdt::set_guest_entry(index, descriptor);
+    }
+
     fn alloc_domain_frame(&mut self, dom: DomId) -> Option<Mfn> {
         let mfn = FRAMES.lock().as_mut()?.alloc(FrameUse::Domain(dom))?;
         // SAFETY: just allocated: nobody else has the frame. Scrubbing it

@@ -75,6 +75,17 @@ pub(super) fn update_va_mapping(ctx: &mut Ctx<'_>, [va, val, flags, ..]: [u64; 5
     Action::Return(r.map(|()| 0))
 }
 
+/// `update_va_mapping_otherdomain(va, val, flags, domid)`: for a
+/// privileged caller, maps a frame of domain `domid` into its own tables.
+/// Foreign frames need a second domain, which does not exist yet: another
+/// `domid` is `-ESRCH`; its own id works as `update_va_mapping`.
+pub(super) fn update_va_mapping_otherdomain(ctx: &mut Ctx<'_>, [va, val, flags, domid, _]: [u64; 5]) -> Action {
+    match own_domain(ctx, domid) {
+        Ok(()) => update_va_mapping(ctx, [va, val, flags, 0, 0]),
+        Err(e) => Action::Return(Err(e)),
+    }
+}
+
 /// `mmu_update(reqs, count, done, foreigndom)`: applies `{ptr, val}`
 /// requests in order, stopping at the first failure; `*done` (if not null)
 /// gets how many succeeded. `ptr & 3` selects the kind: a page-table entry
@@ -385,5 +396,18 @@ mod tests {
         assert_eq!(mmuext(&mut w, &[op(MMUEXT_SET_LDT, 0)]).0, Errno::ENOSYS.as_ret());
         w.call(MMUEXT_OP, &[MEM_BASE, 1, 0, 3]);
         assert_eq!(w.ret(), Errno::EPERM.as_ret());
+    }
+
+    #[test]
+    fn otherdomain_is_privileged_and_needs_the_domain() {
+        use abi::hypercall::UPDATE_VA_MAPPING_OTHERDOMAIN as OTHER;
+        let mut w = world();
+        w.call(OTHER, &[VA, (PAGE << 12) | pte::P, 0, DOMID_SELF.into()]);
+        assert_eq!(w.ret(), Errno::EPERM.as_ret(), "unprivileged caller");
+        w.domain.privileged = true;
+        w.call(OTHER, &[VA, (PAGE << 12) | pte::P, 0, 5]);
+        assert_eq!(w.ret(), Errno::ESRCH.as_ret());
+        w.call(OTHER, &[VA, (PAGE << 12) | pte::P, 0, DOMID_SELF.into()]);
+        assert_eq!(w.ret(), 0);
     }
 }

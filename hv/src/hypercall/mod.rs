@@ -9,6 +9,7 @@
 //! and say what happens next with an [`Action`].
 
 mod console;
+mod descriptors;
 mod memory;
 mod mm;
 mod multicall;
@@ -47,6 +48,12 @@ pub trait Platform: GuestCpu {
     fn load_cr3(&mut self, cr3: u64);
     /// Records machine frame `mfn` as guest frame `pfn` in the M2P.
     fn set_m2p(&mut self, mfn: Mfn, pfn: u64);
+    /// Installs `descriptors` (already checked and fixed up) as GDT
+    /// entries 0.. of the running vCPU, clearing the rest below the
+    /// hypervisor's reserved entries.
+    fn load_gdt(&mut self, descriptors: &mut dyn Iterator<Item = u64>);
+    /// Installs one (checked) descriptor as GDT entry `index`.
+    fn set_gdt_entry(&mut self, index: usize, descriptor: u64);
     /// Gives domain `dom` a free frame, scrubbed, with an invalid M2P
     /// entry; `None` when memory is exhausted.
     fn alloc_domain_frame(&mut self, dom: DomId) -> Option<Mfn>;
@@ -121,12 +128,16 @@ const fn entry(name: &'static str, handler: Handler, privileged: bool) -> Option
 pub static TABLE: [Option<Entry>; TABLE_SIZE] = {
     let mut t = [None; TABLE_SIZE];
     t[nr::SET_TRAP_TABLE as usize] = entry("set_trap_table", traps::set_trap_table, false);
+    t[nr::SET_GDT as usize] = entry("set_gdt", descriptors::set_gdt, false);
+    t[nr::UPDATE_DESCRIPTOR as usize] = entry("update_descriptor", descriptors::update_descriptor, false);
     t[nr::STACK_SWITCH as usize] = entry("stack_switch", traps::stack_switch, false);
     t[nr::SET_CALLBACKS as usize] = entry("set_callbacks", traps::set_callbacks, false);
     t[nr::MEMORY_OP as usize] = entry("memory_op", memory::memory_op, false);
     t[nr::MULTICALL as usize] = entry("multicall", multicall::multicall, false);
     t[nr::MMU_UPDATE as usize] = entry("mmu_update", mm::mmu_update, false);
     t[nr::UPDATE_VA_MAPPING as usize] = entry("update_va_mapping", mm::update_va_mapping, false);
+    t[nr::UPDATE_VA_MAPPING_OTHERDOMAIN as usize] =
+        entry("update_va_mapping_otherdomain", mm::update_va_mapping_otherdomain, true);
     t[nr::VM_ASSIST as usize] = entry("vm_assist", memory::vm_assist, false);
     t[nr::MMUEXT_OP as usize] = entry("mmuext_op", mm::mmuext_op, false);
     t[nr::XEN_VERSION as usize] = entry("xen_version", version::xen_version, false);
@@ -183,8 +194,8 @@ pub(crate) mod testing {
         fn entries(&mut self, mfn: Mfn) -> &mut [u64; 512] {
             self.pages.entry(mfn).or_insert([0; 512])
         }
-        fn descriptors_ok(&mut self, _mfn: Mfn) -> bool {
-            false
+        fn descriptors_ok(&mut self, mfn: Mfn) -> bool {
+            crate::descriptor::page_ok(self.entries(mfn))
         }
         fn flush_before_retype(&mut self, _mfn: Mfn) {}
     }
@@ -206,6 +217,7 @@ pub(crate) mod testing {
         pub flushes: Vec<Option<u64>>,
         pub mode_switches: Vec<u64>,
         pub cr3_loads: Vec<u64>,
+        pub gdt: Vec<u64>,
         pub m2p: std::collections::HashMap<Mfn, u64>,
         pub frames: crate::mm::frame::FrameTable<'static>,
         pub mem: FakeFrames,
@@ -233,6 +245,7 @@ pub(crate) mod testing {
                 flushes: Vec::new(),
                 mode_switches: Vec::new(),
                 cr3_loads: Vec::new(),
+                gdt: vec![0; 7168],
                 m2p: std::collections::HashMap::new(),
                 frames,
                 mem: FakeFrames::default(),
@@ -272,6 +285,15 @@ pub(crate) mod testing {
         }
         fn set_m2p(&mut self, mfn: Mfn, pfn: u64) {
             self.m2p.insert(mfn, pfn);
+        }
+        fn load_gdt(&mut self, descriptors: &mut dyn Iterator<Item = u64>) {
+            self.gdt.fill(0);
+            for (slot, d) in self.gdt.iter_mut().zip(descriptors) {
+                *slot = d;
+            }
+        }
+        fn set_gdt_entry(&mut self, index: usize, descriptor: u64) {
+            self.gdt[index] = descriptor;
         }
         fn alloc_domain_frame(&mut self, dom: DomId) -> Option<Mfn> {
             let mfn = self.frames.alloc(crate::mm::frame::FrameUse::Domain(dom))?;
@@ -356,7 +378,7 @@ mod tests {
     #[test]
     fn unknown_and_unimplemented_numbers_are_enosys() {
         let mut w = World::new(true);
-        for n in [nr::SET_GDT, 11, 37, 63, 64, 1 << 40, u64::MAX] {
+        for n in [nr::FPU_TASKSWITCH, 11, 37, 63, 64, 1 << 40, u64::MAX] {
             assert_eq!(w.call(n, &[]), Action::Return(Err(Errno::ENOSYS)), "hypercall {n}");
             assert_eq!(w.ret(), -38);
         }

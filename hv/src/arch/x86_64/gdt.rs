@@ -151,3 +151,29 @@ pub fn init_boot_cpu() {
         );
     }
 }
+
+/// The guest's part of the boot CPU's GDT (entries below the reserved ones).
+fn guest_entries() -> &'static mut [u64] {
+    // SAFETY: one CPU, and the hypervisor takes this reference only while
+    // handling a hypercall, never holding it across another; the hardware
+    // reads the GDT only when a selector is loaded.
+    let cpu = unsafe { &mut *BOOT_CPU.0.get() };
+    &mut cpu.gdt[..FIRST_RESERVED_GDT_ENTRY]
+}
+
+/// Installs checked guest descriptors as entries 0.., clearing the rest of
+/// the guest's part.
+pub fn load_guest_entries(descriptors: &mut dyn Iterator<Item = u64>) {
+    let entries = guest_entries();
+    entries.fill(0);
+    for (slot, d) in entries.iter_mut().zip(descriptors) {
+        *slot = d;
+    }
+}
+
+/// Installs one checked guest descriptor.
+pub fn set_guest_entry(index: usize, descriptor: u64) {
+    if let Some(slot) = guest_entries().get_mut(index) {
+        *slot = descriptor;
+    }
+}
