@@ -17,15 +17,16 @@ use abi::mm::*;
 /// `UVMF_*` low bits: 1 = flush the TLB, 2 = invalidate one page.
 const UVMF_FLUSHTYPE_MASK: u64 = 3;
 
-/// Runs `op` on the engine and returns its result.
+/// Runs `op` on the engine and returns its result (`default` should the
+/// platform not run it).
 fn with_engine<T>(
     ctx: &mut Ctx<'_>,
     default: T,
     mut op: impl FnMut(&mut PageTypes<'_, '_, dyn GuestFrames>) -> T,
 ) -> T {
-    let mut out = Some(default);
-    ctx.platform.page_types(&mut |pt| out = Some(op(pt)));
-    out.expect("set above")
+    let mut out = default;
+    ctx.platform.page_types(&mut |pt| out = op(pt));
+    out
 }
 
 /// Checks `foreigndom`: the caller itself. Acting on another domain's
