@@ -110,8 +110,8 @@ pub(super) fn mmu_update(ctx: &mut Ctx<'_>, [reqs, count, done_ptr, foreigndom, 
         }
         done += 1;
     }
-    if done_ptr != 0 && guest::write_obj(ctx.mem, GuestPtr(done_ptr), &done).is_err() {
-        return Action::Return(Err(Errno::EFAULT));
+    if let Err(e) = write_done(ctx, done_ptr, done) {
+        return Action::Return(Err(e));
     }
     Action::Return(result)
 }
@@ -136,6 +136,15 @@ fn one_update(ctx: &mut Ctx<'_>, dom: DomId, req: MmuUpdate) -> Result<(), Errno
     }
 }
 
+/// Stores a batch's progress at `done_ptr` (if not null): an `unsigned
+/// int` in Xen's ABI, so exactly four bytes.
+fn write_done(ctx: &mut Ctx<'_>, done_ptr: u64, done: u64) -> Result<(), Errno> {
+    if done_ptr == 0 {
+        return Ok(());
+    }
+    guest::write_obj(ctx.mem, GuestPtr(done_ptr), &(done as u32)).map_err(|_| Errno::EFAULT)
+}
+
 /// `mmuext_op(ops, count, done, foreigndom)`: extended MMU operations, in
 /// order, stopping at the first failure; `*done` (if not null) gets how
 /// many succeeded. With one CPU, the `MULTI` and `ALL` flush variants are
@@ -157,8 +166,8 @@ pub(super) fn mmuext_op(ctx: &mut Ctx<'_>, [ops, count, done_ptr, foreigndom, ..
         }
         done += 1;
     }
-    if done_ptr != 0 && guest::write_obj(ctx.mem, GuestPtr(done_ptr), &done).is_err() {
-        return Action::Return(Err(Errno::EFAULT));
+    if let Err(e) = write_done(ctx, done_ptr, done) {
+        return Action::Return(Err(e));
     }
     Action::Return(result)
 }
@@ -268,8 +277,12 @@ mod tests {
         for (i, op) in ops.iter().enumerate() {
             guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE + 24 * i as u64), op).unwrap();
         }
+        // `done` is four bytes; the four after it must survive.
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE + 0x1000), &0xaaaa_aaaa_aaaa_aaaau64).unwrap();
         w.call(MMUEXT_OP, &[MEM_BASE, ops.len() as u64, MEM_BASE + 0x1000, DOMID_SELF.into()]);
-        (w.ret(), guest::read_obj::<u64, _>(&mut w.mem, GuestPtr(MEM_BASE + 0x1000)).unwrap())
+        let guard: u32 = guest::read_obj(&mut w.mem, GuestPtr(MEM_BASE + 0x1004)).unwrap();
+        assert_eq!(guard, 0xaaaa_aaaa, "done wrote past its four bytes");
+        (w.ret(), guest::read_obj::<u32, _>(&mut w.mem, GuestPtr(MEM_BASE + 0x1000)).unwrap().into())
     }
 
     fn op(cmd: u32, arg1: u64) -> MmuextOp {
@@ -293,7 +306,7 @@ mod tests {
         let mut w = world();
         for table in [L4, 17, 18, L1] {
             w.call(UPDATE_VA_MAPPING, &[VA, (table << 12) | pte::P | pte::RW, 0]);
-            assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "table {table}");
+            assert_eq!(w.ret(), Errno::EBUSY.as_ret(), "table {table}");
         }
         w.call(UPDATE_VA_MAPPING, &[VA, (L1 << 12) | pte::P, 0]);
         assert_eq!(w.ret(), 0, "read-only is fine");
@@ -324,9 +337,10 @@ mod tests {
             MmuUpdate { ptr: slot(3), val: (PAGE << 12) | pte::P },
         ];
         guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &reqs).unwrap();
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE + 0x1000), &u64::MAX).unwrap();
         w.call(MMU_UPDATE, &[MEM_BASE, 5, MEM_BASE + 0x1000, DOMID_SELF.into()]);
-        assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "the writable L4 mapping is refused");
-        assert_eq!(guest::read_obj::<u64, _>(&mut w.mem, GuestPtr(MEM_BASE + 0x1000)).unwrap(), 3);
+        assert_eq!(w.ret(), Errno::EBUSY.as_ret(), "the writable L4 mapping is refused");
+        assert_eq!(guest::read_obj::<u64, _>(&mut w.mem, GuestPtr(MEM_BASE + 0x1000)).unwrap(), 0xffff_ffff_0000_0003);
         assert_eq!(w.platform.mem.entries(L1)[0] >> 12 & 0xff_ffff, PAGE);
         assert_eq!(w.platform.mem.entries(L1)[3], 0, "not reached");
         assert_eq!(w.platform.m2p.get(&PAGE), Some(&42));
@@ -356,7 +370,7 @@ mod tests {
         // A pinned table cannot be mapped writable, nor can a plain page
         // be pinned as a table while it is mapped writable.
         w.call(UPDATE_VA_MAPPING, &[VA, (30 << 12) | pte::P | pte::RW, 0]);
-        assert_eq!(w.ret(), Errno::EINVAL.as_ret());
+        assert_eq!(w.ret(), Errno::EBUSY.as_ret());
         w.call(UPDATE_VA_MAPPING, &[VA, (PAGE << 12) | pte::P | pte::RW, 0]);
         assert_eq!(mmuext(&mut w, &[op(MMUEXT_PIN_L1_TABLE, PAGE)]).0, Errno::EINVAL.as_ret());
         assert_eq!(mmuext(&mut w, &[op(MMUEXT_NEW_BASEPTR, L4), op(MMUEXT_UNPIN_TABLE, 30)]), (0, 2));
@@ -379,7 +393,7 @@ mod tests {
         assert_eq!(w.platform.mem.entries(PAGE)[5], 0x1234);
         assert_eq!(mmuext(&mut w, &[op(MMUEXT_CLEAR_PAGE, PAGE)]), (0, 1));
         assert_eq!(w.platform.mem.entries(PAGE)[5], 0);
-        assert_eq!(mmuext(&mut w, &[op(MMUEXT_CLEAR_PAGE, L1)]).0, Errno::EINVAL.as_ret(), "a page table");
+        assert_eq!(mmuext(&mut w, &[op(MMUEXT_CLEAR_PAGE, L1)]).0, Errno::EBUSY.as_ret(), "a page table");
         assert_eq!(mmuext(&mut w, &[op(MMUEXT_CLEAR_PAGE, 3)]).0, Errno::EINVAL.as_ret(), "a hypervisor frame");
     }
 

@@ -262,6 +262,9 @@ pub enum PtError {
     /// requested (a page table mapped writable, a writable frame used as a
     /// page table, an entry naming a table of the wrong level).
     WrongType(Mfn),
+    /// The frame is in use as a page table or descriptor page, so it cannot
+    /// be mapped writable (Xen's `-EBUSY`).
+    Busy(Mfn),
     /// The entry carries a flag its level does not allow.
     BadFlags(u64),
     /// A superpage (PS) entry at L2 or L3.
@@ -304,6 +307,7 @@ impl PtError {
             | PtError::NotPinned(_)
             | PtError::BadDescriptors(_)
             | PtError::Overflow(_) => Errno::EINVAL,
+            PtError::Busy(_) => Errno::EBUSY,
         }
     }
 }
@@ -589,7 +593,9 @@ impl<'e, 'f, M: GuestFrames + ?Sized> PageTypes<'e, 'f, M> {
             // A table being validated further up this very recursion is
             // not validated yet: nothing may rely on it.
             if s.ty != ty || !s.validated {
-                return Err(PtError::WrongType(mfn));
+                // Xen answers a writable request for a typed frame with
+                // -EBUSY, any other conflict with -EINVAL.
+                return Err(if ty == PageType::Writable { PtError::Busy(mfn) } else { PtError::WrongType(mfn) });
             }
             s.count = s.count.checked_add(1).ok_or(PtError::Overflow(mfn))?;
             return Ok(());
@@ -1007,13 +1013,13 @@ mod tests {
         e.pin(D1, L4, Level::L4).unwrap();
         for table in [L4, L3, L2, L1] {
             let before = snapshot(&mut e);
-            assert_eq!(e.mod_entry(D1, L1, 5, ent(table, PRW), false), Err(PtError::WrongType(table)));
+            assert_eq!(e.mod_entry(D1, L1, 5, ent(table, PRW), false), Err(PtError::Busy(table)));
             assert_eq!(snapshot(&mut e), before, "refused writes change nothing");
             e.mod_entry(D1, L1, 5, ent(table, P), false).unwrap();
             assert_eq!(counts(&e, table).0, 2, "a read-only mapping takes a general reference");
         }
         // A page table with references refuses the writable type outright.
-        assert_eq!(e.get_page_and_type(D1, L2, PageType::Writable), Err(PtError::WrongType(L2)));
+        assert_eq!(e.get_page_and_type(D1, L2, PageType::Writable), Err(PtError::Busy(L2)));
     }
 
     #[test]
@@ -1042,7 +1048,7 @@ mod tests {
         e.pin(D1, RWDATA, Level::L1).unwrap();
         assert_eq!(e.memory().flushes, [RWDATA]);
         // Mapping it writable again is now refused...
-        assert_eq!(e.mod_entry(D1, L1, 0, ent(RWDATA, PRW), false), Err(PtError::WrongType(RWDATA)));
+        assert_eq!(e.mod_entry(D1, L1, 0, ent(RWDATA, PRW), false), Err(PtError::Busy(RWDATA)));
         // ...and a frame going from writable to writable needs no flush.
         e.mod_entry(D1, L1, 2, ent(30, PRW), false).unwrap();
         e.mod_entry(D1, L1, 2, 0, false).unwrap();
@@ -1245,7 +1251,7 @@ mod tests {
         // new entry is checked.
         poke(&mut e, MOVED, 0, ent(L1, PRW));
         let before = snapshot(&mut e);
-        assert_eq!(e.mod_entry(D1, L2, 0, ent(MOVED, PRW), false), Err(PtError::WrongType(L1)));
+        assert_eq!(e.mod_entry(D1, L2, 0, ent(MOVED, PRW), false), Err(PtError::Busy(L1)));
         assert_eq!(snapshot(&mut e), before);
         // Replacing an entry by one naming the same table keeps it valid:
         // no revalidation (which would flush) and unchanged counts.
@@ -1359,7 +1365,7 @@ mod tests {
         poke(&mut e, 30, 0, 0x00cf_fb00_0000_ffff);
         e.get_page_and_type(D1, 30, PageType::SegDesc).unwrap();
         assert_eq!(counts(&e, 30), (1, 1, PageType::SegDesc));
-        assert_eq!(e.mod_entry(D1, L1, 4, ent(30, PRW), false), Err(PtError::WrongType(30)));
+        assert_eq!(e.mod_entry(D1, L1, 4, ent(30, PRW), false), Err(PtError::Busy(30)));
         e.mod_entry(D1, L1, 4, ent(30, P), false).unwrap();
         assert_eq!(e.mod_entry(D1, L2, 4, ent(30, P), false), Err(PtError::WrongType(30)));
         e.put_page_and_type(30);
@@ -1666,7 +1672,7 @@ mod tests {
                     })
                     .collect();
                 let t = rng.pick(&typed);
-                Some((table, index, ent(t, PRW | pte::A), PtError::WrongType(t)))
+                Some((table, index, ent(t, PRW | pte::A), PtError::Busy(t)))
             }
             // A writable linear entry (to itself or another same-level table).
             1 if level > 1 => {
@@ -1836,7 +1842,8 @@ mod tests {
                 Ok(()) => ok += 1,
                 Err(err) => {
                     refused += 1;
-                    assert_eq!(err.errno(), Errno::EINVAL);
+                    let want = if matches!(err, PtError::Busy(_)) { Errno::EBUSY } else { Errno::EINVAL };
+                    assert_eq!(err.errno(), want);
                     let after = snapshot(&mut e);
                     assert!(after == before, "step {step}: refused op {op} ({err:?}) changed state");
                 }
