@@ -28,6 +28,10 @@ use crate::arch::{SegmentBase, TrapInfo};
 use crate::callback::{CallbackRegister, CallbackUnregister, CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER};
 use crate::hypercall as nr;
 use crate::hypercall_page::{HYPERCALL_PAGE_ENTRIES, HYPERCALL_PAGE_ENTRY_SIZE};
+use crate::mm::{
+    MmuUpdate, MmuextOp, XenMemoryReservation, DOMID_SELF, XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION,
+    XENMEM_INCREASE_RESERVATION, XENMEM_MAXIMUM_RESERVATION,
+};
 use crate::sched::ShutdownReason;
 use crate::sched::{
     SchedShutdown, XenFeatureInfo, XenPlatformParameters, CONSOLEIO_READ, CONSOLEIO_WRITE, SCHEDOP_BLOCK,
@@ -483,6 +487,153 @@ impl<H: Hypercall> Hypercalls<H> {
         // SAFETY: plain values; what the page held is the caller's promise.
         unsafe { self.call(nr::UPDATE_VA_MAPPING, [va, pte, flags, 0, 0]) }
     }
+
+    // ---- page tables and memory reservation --------------------------------
+
+    /// `mmu_update(reqs, count, &done, DOMID_SELF)`: applies the requests in
+    /// order (`ptr & 3` selects the kind: [`crate::mm::MMU_NORMAL_PT_UPDATE`]
+    /// writes the entry at machine address `ptr`,
+    /// [`crate::mm::MMU_MACHPHYS_UPDATE`] sets `M2P[ptr >> 12] = val`) and
+    /// stops at the first that fails. `Ok(done)` when all were applied;
+    /// otherwise the error and how many were applied before it. More than
+    /// `i32::MAX` requests is `EINVAL` (nothing is called): the top bit of
+    /// `count` is Xen's continuation flag. `EOVERFLOW` means the
+    /// hypervisor wrote more than the 4 bytes of `*done`.
+    ///
+    /// # Safety
+    ///
+    /// The new entries must not unmap or alias memory that live Rust
+    /// references point to (the kernel's image, stacks and heap).
+    pub unsafe fn mmu_update(&self, reqs: &[MmuUpdate]) -> Result<u32, BatchError> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.batch(nr::MMU_UPDATE, reqs.as_ptr() as u64, reqs.len()) }
+    }
+
+    /// `mmuext_op(ops, count, &done, DOMID_SELF)`: pins and unpins page
+    /// tables, loads base pointers, flushes TLBs; in order, stopping at the
+    /// first failure, with the same result as [`Hypercalls::mmu_update`].
+    ///
+    /// # Safety
+    ///
+    /// As [`Hypercalls::mmu_update`]: a new base pointer in particular
+    /// must map everything the kernel is running on.
+    pub unsafe fn mmuext_op(&self, ops: &[MmuextOp]) -> Result<u32, BatchError> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.batch(nr::MMUEXT_OP, ops.as_ptr() as u64, ops.len()) }
+    }
+
+    /// One batch hypercall `(list, count, &done, DOMID_SELF)`.
+    ///
+    /// # Safety
+    ///
+    /// `list` points to `count` requests of the kind hypercall `nr` reads;
+    /// as [`Hypercalls::mmu_update`] for what they do.
+    unsafe fn batch(&self, nr: u64, list: u64, count: usize) -> Result<u32, BatchError> {
+        let Ok(count) = u32::try_from(count) else {
+            return Err(BatchError { errno: Errno::EINVAL, done: 0 });
+        };
+        if count > i32::MAX as u32 {
+            return Err(BatchError { errno: Errno::EINVAL, done: 0 });
+        }
+        // `*done` is a u32 (C's `unsigned int`): the low half of this
+        // slot. The high half is a guard, so a hypervisor that writes more
+        // is caught (EOVERFLOW) rather than corrupting the stack.
+        let mut slot: u64 = u64::from(DONE_GUARD) << 32;
+        let args = [list, u64::from(count), ptr_mut(&mut slot), u64::from(DOMID_SELF), 0];
+        // SAFETY: the hypervisor reads `count` requests at `list` (the
+        // caller's promise) and writes the u32 at the start of `slot`;
+        // what the requests do is the caller's promise.
+        let r = unsafe { self.call(nr, args) };
+        let done = slot as u32;
+        if (slot >> 32) as u32 != DONE_GUARD {
+            return Err(BatchError { errno: Errno::EOVERFLOW, done });
+        }
+        match r {
+            Ok(_) => Ok(done),
+            Err(errno) => Err(BatchError { errno, done }),
+        }
+    }
+
+    /// `memory_op(XENMEM_increase_reservation)` for this domain: asks for
+    /// `extents.len()` extents of `2^order` pages; for a PV guest the
+    /// hypervisor writes each new extent's first machine frame into
+    /// `extents`. Returns how many extents it allocated (fewer than asked
+    /// when memory or the domain's limit ran out). The guest then records
+    /// each frame in the M2P (`MMU_MACHPHYS_UPDATE`) and in its p2m.
+    pub fn increase_reservation(&self, extents: &mut [u64], order: u32) -> Result<u64, Errno> {
+        let mut r = XenMemoryReservation {
+            extent_start: ptr_mut(extents),
+            nr_extents: extents.len() as u64,
+            extent_order: order,
+            mem_flags: 0,
+            domid: DOMID_SELF,
+            _pad0: [0; 3],
+        };
+        // Reads `xen_memory_reservation` (32 bytes) and writes at most
+        // `extents.len()` u64s into `extents`.
+        self.call_plain(nr::MEMORY_OP, [u64::from(XENMEM_INCREASE_RESERVATION), ptr_mut(&mut r), 0, 0, 0])
+    }
+
+    /// `memory_op(XENMEM_decrease_reservation)` for this domain: gives back
+    /// the extents of `2^order` pages starting at each machine frame in
+    /// `extents` (for a PV guest, frame numbers are machine frames).
+    /// Returns how many extents were released, stopping at the first that
+    /// could not be. The guest then marks those pfns invalid in its p2m.
+    ///
+    /// # Safety
+    ///
+    /// Nothing the kernel still uses lives in those frames: once released
+    /// they are no longer the domain's memory.
+    pub unsafe fn decrease_reservation(&self, extents: &[u64], order: u32) -> Result<u64, Errno> {
+        let r = XenMemoryReservation {
+            extent_start: extents.as_ptr() as u64,
+            nr_extents: extents.len() as u64,
+            extent_order: order,
+            mem_flags: 0,
+            domid: DOMID_SELF,
+            _pad0: [0; 3],
+        };
+        // SAFETY: the hypervisor reads `xen_memory_reservation` (32 bytes)
+        // and `extents.len()` u64s from `extents`; that the frames are
+        // unused is the caller's promise.
+        unsafe { self.call(nr::MEMORY_OP, [u64::from(XENMEM_DECREASE_RESERVATION), ptr(&r), 0, 0, 0]) }
+    }
+
+    /// `memory_op(XENMEM_current_reservation, &DOMID_SELF)`: the pages this
+    /// domain holds now.
+    pub fn current_reservation(&self) -> Result<u64, Errno> {
+        let domid = DOMID_SELF;
+        // Reads a `domid_t` (2 bytes).
+        self.call_plain(nr::MEMORY_OP, [u64::from(XENMEM_CURRENT_RESERVATION), ptr(&domid), 0, 0, 0])
+    }
+
+    /// `memory_op(XENMEM_maximum_reservation, &DOMID_SELF)`: the most pages
+    /// this domain may hold.
+    pub fn maximum_reservation(&self) -> Result<u64, Errno> {
+        let domid = DOMID_SELF;
+        // Reads a `domid_t` (2 bytes).
+        self.call_plain(nr::MEMORY_OP, [u64::from(XENMEM_MAXIMUM_RESERVATION), ptr(&domid), 0, 0, 0])
+    }
+}
+
+/// What the word after a batch hypercall's `*done` must still hold.
+const DONE_GUARD: u32 = 0xd0e5_a11e;
+
+/// A batch hypercall (`mmu_update`, `mmuext_op`) that stopped early: the
+/// error of the request that failed and how many were applied before it
+/// (the hypervisor's `*done`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchError {
+    /// Why the first unapplied request failed.
+    pub errno: Errno,
+    /// Requests applied before it.
+    pub done: u32,
+}
+
+impl core::fmt::Display for BatchError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} after {} done", self.errno, self.done)
+    }
 }
 
 #[cfg(test)]
@@ -496,17 +647,30 @@ mod tests {
     struct Fake {
         calls: RefCell<Vec<(u64, [u64; 5])>>,
         answer: u64,
+        /// What a batch call (`mmu_update`, `mmuext_op`) reports in `*done`.
+        done: u32,
+        /// How many bytes it writes there (Xen: 4).
+        done_width: u32,
     }
 
     impl Hypercall for Fake {
         unsafe fn hypercall(&self, nr: u64, args: [u64; 5]) -> u64 {
             self.calls.borrow_mut().push((nr, args));
+            if nr == nr::MMU_UPDATE || nr == nr::MMUEXT_OP {
+                match self.done_width {
+                    // SAFETY: the wrappers pass a pointer to an 8-byte
+                    // slot whose first 4 bytes are `*done`.
+                    4 => unsafe { (args[2] as *mut u32).write(self.done) },
+                    // SAFETY: as above, writing all 8 bytes.
+                    _ => unsafe { (args[2] as *mut u64).write(u64::from(self.done)) },
+                }
+            }
             self.answer
         }
     }
 
     fn fake(answer: u64) -> Hypercalls<Fake> {
-        Hypercalls::new(Fake { calls: RefCell::new(Vec::new()), answer })
+        Hypercalls::new(Fake { calls: RefCell::new(Vec::new()), answer, done: 0, done_width: 4 })
     }
 
     #[test]
@@ -555,6 +719,53 @@ mod tests {
         let terminated = unsafe { h.set_trap_table(&[entry, TrapInfo::default()]) };
         assert_eq!((empty, unterminated, terminated), (Err(Errno::EINVAL), Err(Errno::EINVAL), Ok(0)));
         assert_eq!(h.transport().calls.borrow().len(), 1);
+    }
+
+    #[test]
+    fn batches_report_how_many_were_done() {
+        use crate::mm::{MMUEXT_TLB_FLUSH_LOCAL, MMU_MACHPHYS_UPDATE};
+        let reqs = [MmuUpdate { ptr: 0x1234_5000 | MMU_MACHPHYS_UPDATE, val: 7 }; 3];
+        let h = Hypercalls::new(Fake { calls: RefCell::new(Vec::new()), answer: 0, done: 3, done_width: 4 });
+        // SAFETY: the fake transport changes no mapping.
+        assert_eq!(unsafe { h.mmu_update(&reqs) }, Ok(3));
+        let h = Hypercalls::new(Fake {
+            calls: RefCell::new(Vec::new()),
+            answer: Errno::EINVAL.as_ret() as u64,
+            done: 1,
+            done_width: 4,
+        });
+        // SAFETY: as above.
+        assert_eq!(unsafe { h.mmu_update(&reqs) }, Err(BatchError { errno: Errno::EINVAL, done: 1 }));
+        let op = MmuextOp { cmd: MMUEXT_TLB_FLUSH_LOCAL, ..MmuextOp::default() };
+        // SAFETY: as above.
+        assert_eq!(unsafe { h.mmuext_op(&[op]) }.map_err(|e| e.done), Err(1));
+        let calls = h.transport().calls.borrow();
+        assert_eq!(calls[0].0, nr::MMU_UPDATE);
+        assert_eq!((calls[0].1[0], calls[0].1[1], calls[0].1[3]), (reqs.as_ptr() as u64, 3, u64::from(DOMID_SELF)));
+        assert_eq!(calls[1].0, nr::MMUEXT_OP);
+        assert_eq!(calls[1].1[1], 1);
+    }
+
+    #[test]
+    fn a_done_wider_than_a_u32_is_caught() {
+        let h = Hypercalls::new(Fake { calls: RefCell::new(Vec::new()), answer: 0, done: 2, done_width: 8 });
+        let reqs = [MmuUpdate::default(); 2];
+        // SAFETY: the fake transport changes no mapping.
+        assert_eq!(unsafe { h.mmu_update(&reqs) }, Err(BatchError { errno: Errno::EOVERFLOW, done: 2 }));
+    }
+
+    #[test]
+    fn reservations_name_this_domain() {
+        let h = fake(1);
+        let mut got = [0u64; 1];
+        assert_eq!(h.increase_reservation(&mut got, 0), Ok(1));
+        // SAFETY: the fake transport releases nothing.
+        assert_eq!(unsafe { h.decrease_reservation(&[0x1234], 0) }, Ok(1));
+        assert_eq!(h.current_reservation(), Ok(1));
+        let calls = h.transport().calls.borrow();
+        let cmds: Vec<u64> = calls.iter().map(|c| c.1[0]).collect();
+        assert_eq!(cmds, [0, 1, 3]);
+        assert!(calls.iter().all(|c| c.0 == nr::MEMORY_OP));
     }
 
     #[test]

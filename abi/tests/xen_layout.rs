@@ -352,6 +352,7 @@ const NOT_ABI_STRUCTS: &[(&str, &str)] = &[
     ("guest::Syscall", "guest-side code: the raw `syscall` hypercall transport, not a shared layout"),
     ("guest::HypercallPage", "guest-side code: the address of the hypercall page, not a shared layout"),
     ("guest::Hypercalls", "guest-side code: hypercall wrappers over a transport, not a shared layout"),
+    ("guest::BatchError", "guest-side code: how far an mmu_update/mmuext_op batch got, not a shared layout"),
 ];
 
 /// Errno names that alias another errno's value, and the constants for them.

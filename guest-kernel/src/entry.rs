@@ -178,6 +178,15 @@ global_asm!(
     "    cld",
     "    call {dispatch}",
     "    mov rsp, rbx",
+    // The error-code slot becomes the iret flags word: VGCF_in_syscall
+    // when returning from the syscall callback (the hypervisor may then
+    // use sysret), else 0.
+    "    xor eax, eax",
+    "    cmp qword ptr [rsp + 15 * 8], {syscall_vector}",
+    "    jne 2f",
+    "    mov eax, {in_syscall}",
+    "2:",
+    "    mov [rsp + 16 * 8], rax",
     "    pop r15",
     "    pop r14",
     "    pop r13",
@@ -193,10 +202,8 @@ global_asm!(
     "    pop rcx",
     "    pop rbx",
     "    pop rax",
-    // Drop vector and error code; push the iret flags word (0: not
-    // returning from a syscall).
-    "    add rsp, 16",
-    "    push 0",
+    // Drop the vector; the flags word is on top.
+    "    add rsp, 8",
     abi::xen_iret_asm!(),
     // The failsafe callback (the hypervisor could not load the segments of
     // a frame we returned to): its frame is rcx, r11, ds, es, fs, gs, rip,
@@ -212,6 +219,8 @@ global_asm!(
     ".popsection",
     stub_size = const STUB_SIZE,
     ec_vectors = const ERROR_CODE_VECTORS,
+    syscall_vector = const crate::traps::SYSCALL_CALLBACK_VECTOR,
+    in_syscall = const abi::arch::VGCF_IN_SYSCALL,
     dispatch = sym crate::traps::dispatch,
     failsafe = sym crate::traps::failsafe,
 );

@@ -7,7 +7,9 @@
 //! vector, [`STUB_SIZE`] bytes apart) pop `rcx` and `r11`, push a zero
 //! error code where the CPU gives none, push the vector number and every
 //! general register, and call the Rust dispatcher with a [`TrapFrame`]; on
-//! the way out they pop it all again and return with the `iret` hypercall.
+//! the way out they pop it all again and return with the `iret` hypercall,
+//! whose flags word is `VGCF_in_syscall` for the syscall callback and 0
+//! otherwise.
 
 use abi::arch::{TrapInfo, FLAT_KERNEL_CS, TRAP_INFO_DPL_MASK};
 use core::fmt;

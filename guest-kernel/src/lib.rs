@@ -2,15 +2,20 @@
 //! for everything privileged through hypercalls, and runs unmodified on this
 //! hypervisor and on Xen 4.17.
 //!
-//! Portable parts (host-tested): [`layout`] (link address, pfns, PTE bits),
-//! [`boot`] (start_info checks), [`cmdline`] (workload selection),
-//! [`frame`] (trap frames, trap table) and [`text`] (line-buffered output).
+//! Portable parts (host-tested): [`layout`] (link address, pfns, PTE bits,
+//! the address-space map), [`boot`] (start_info checks), [`cmdline`]
+//! (workload selection), [`frame`] (trap frames, trap table), [`text`]
+//! (line-buffered output), [`frame_alloc`] (free guest frames),
+//! [`pagetable`] (page-table walks and updates against a hypervisor trait),
+//! [`heap`] (the free list behind the global allocator) and [`lock`].
 //!
 //! The image parts, built only for `x86_64-unknown-none`: `entry` (ELF
 //! notes, `_start`, hypercall page, stacks, trap stubs), `runtime` (start,
 //! shutdown, panic, the `entry!` macro), `hypercall` (the transport),
 //! `console` (`print!`/`println!`), `traps` (trap table, callbacks,
-//! dispatch) and `shared` (mapping shared_info).
+//! dispatch), `shared` (mapping shared_info), `mm` (frames over the p2m,
+//! the direct map, page tables through `mmu_update`/`mmuext_op`, the heap)
+//! and `user` (a user-mode task entered with `iret`).
 //!
 //! A workload binary names its `fn main() -> !` with `entry!`.
 #![cfg_attr(not(test), no_std)]
@@ -18,7 +23,11 @@
 pub mod boot;
 pub mod cmdline;
 pub mod frame;
+pub mod frame_alloc;
+pub mod heap;
 pub mod layout;
+pub mod lock;
+pub mod pagetable;
 pub mod text;
 
 #[cfg(target_os = "none")]
@@ -28,8 +37,12 @@ pub mod entry;
 #[cfg(target_os = "none")]
 pub mod hypercall;
 #[cfg(target_os = "none")]
+pub mod mm;
+#[cfg(target_os = "none")]
 pub mod runtime;
 #[cfg(target_os = "none")]
 pub mod shared;
 #[cfg(target_os = "none")]
 pub mod traps;
+#[cfg(target_os = "none")]
+pub mod user;

@@ -7,6 +7,9 @@
 #![cfg_attr(target_os = "none", no_main)]
 
 #[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
 mod bench;
 #[cfg(target_os = "none")]
 mod hostile;

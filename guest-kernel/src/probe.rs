@@ -142,6 +142,16 @@ pub fn read_u64(addr: u64) -> Result<u64, Probe> {
     }
 }
 
+/// Writes a u64 at `addr`, which may fault: `Ok(())` or `Err` with the
+/// fault.
+pub fn write_u64(addr: u64, value: u64) -> Result<(), Probe> {
+    let p = probe!("mov qword ptr [{a}], {v}", a = in(reg) addr, v = in(reg) value);
+    match p.seen {
+        None => Ok(()),
+        Some(_) => Err(p),
+    }
+}
+
 /// `ud2` with the stack pointer recorded in [`RSP_BEFORE`] just before.
 pub fn ud2_recording_rsp() -> Probe {
     probe!("mov qword ptr [rip + {sp}], rsp\n ud2", sp = sym RSP_BEFORE)

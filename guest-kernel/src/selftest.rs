@@ -5,7 +5,8 @@
 //!
 //! The checks run in dependency order: start of day and plain hypercalls
 //! first, then the trap table (without which a trap would kill the
-//! domain, so the trap checks are failed rather than run), then traps.
+//! domain, so the trap checks are failed rather than run), then traps,
+//! then memory management and user mode ([`memory`]).
 
 use crate::probe::{self, probe, Probe, Seen};
 use abi::arch::{SegmentBase, FLAT_KERNEL_CS, FLAT_KERNEL_SS, HYPERVISOR_VIRT_START, MACH2PHYS_VIRT_START};
@@ -37,6 +38,8 @@ macro_rules! ensure {
         }
     };
 }
+
+mod memory;
 
 /// The software vector delivered directly (trap-table DPL 3).
 const INT_DPL3: u8 = 0x80;
@@ -116,6 +119,20 @@ pub fn run() -> ! {
     ];
     for (name, check) in trap_checks {
         r.check(name, if traps_ok { check() } else { Err(msg!("skipped: no trap table")) });
+    }
+
+    // Memory management and user mode: mm_init first, the rest need it.
+    let mut mm_ok = false;
+    for (i, (name, check)) in memory::CHECKS.into_iter().enumerate() {
+        let result = match (traps_ok, i == 0 || mm_ok) {
+            (false, _) => Err(msg!("skipped: no trap table")),
+            (true, false) => Err(msg!("skipped: mm_init failed")),
+            (true, true) => check(),
+        };
+        if i == 0 {
+            mm_ok = result.is_ok();
+        }
+        r.check(name, result);
     }
 
     // Last, because the recorded code overrides the reason of any later

@@ -23,20 +23,32 @@ pub const SYSCALL_CALLBACK_VECTOR: u8 = 0xf1;
 /// What handles traps: `None` means every trap is fatal.
 static HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
+/// What handles the syscall callback and traps from user mode, if not
+/// [`HANDLER`].
+static USER_HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
 /// Sends every trap and callback to `handler`, which may change the frame
 /// (its `rip`, say) before the `iret` restores it.
 pub fn set_handler(handler: fn(&mut TrapFrame)) {
     HANDLER.store(handler as *mut (), Ordering::SeqCst);
 }
 
+/// Sends the syscall callback and every trap that interrupted user mode to
+/// `handler` instead (`None`: back to the [`set_handler`] one).
+pub fn set_user_handler(handler: Option<fn(&mut TrapFrame)>) {
+    USER_HANDLER.store(handler.map_or(core::ptr::null_mut(), |h| h as *mut ()), Ordering::SeqCst);
+}
+
 /// Called by the common entry path with the saved frame.
 pub(crate) extern "C" fn dispatch(frame: &mut TrapFrame) {
-    let h = HANDLER.load(Ordering::SeqCst);
+    let user = USER_HANDLER.load(Ordering::SeqCst);
+    let from_user = frame.vector() == SYSCALL_CALLBACK_VECTOR || !frame.from_kernel_mode();
+    let h = if from_user && !user.is_null() { user } else { HANDLER.load(Ordering::SeqCst) };
     if h.is_null() {
         fatal(frame);
     }
-    // SAFETY: only `set_handler` stores into HANDLER, always a
-    // `fn(&mut TrapFrame)` cast to a pointer.
+    // SAFETY: only `set_handler` and `set_user_handler` store into these,
+    // always a `fn(&mut TrapFrame)` cast to a pointer.
     let handler: fn(&mut TrapFrame) = unsafe { core::mem::transmute::<*mut (), fn(&mut TrapFrame)>(h) };
     handler(frame)
 }
@@ -99,7 +111,23 @@ pub fn register_callbacks() -> Result<(), (&'static str, Errno)> {
     Ok(())
 }
 
-/// Registers the same three entry points with the older `set_callbacks`.
+/// Registers the user-mode `syscall` entry alone with `callback_op`,
+/// events masked on entry (`set_callbacks` registers it without).
+pub fn register_syscall_callback() -> Result<(), Errno> {
+    let cb = CallbackRegister {
+        type_: CALLBACKTYPE_SYSCALL,
+        flags: CALLBACKF_MASK_EVENTS,
+        _pad0: 0,
+        address: stub_addr(SYSCALL_CALLBACK_VECTOR),
+    };
+    // SAFETY: the stub follows the syscall callback's frame (no error
+    // code, like a vector above 31) and returns with iret and
+    // VGCF_in_syscall.
+    unsafe { hv().callback_register(&cb) }.map(drop)
+}
+
+/// Registers the same three entry points with the older `set_callbacks`
+/// (which registers them without masking events).
 pub fn set_callbacks() -> Result<u64, Errno> {
     // SAFETY: as in `register_callbacks`.
     unsafe {
