@@ -52,6 +52,17 @@ fn selftest_passes_on_this_hypervisor() {
         "read_cr2",
         "read_cr3",
         "cpuid_forced",
+        "mm_init",
+        "map_unmap",
+        "protect",
+        "pin_new_tree",
+        "m2p_read",
+        "mmu_update_done",
+        "decrease_increase",
+        "heap",
+        "user_syscall",
+        "user_fault",
+        "frames_returned",
     ] {
         assert!(o.serial.lines().any(|l| l == format!("TEST {name} ok")), "check {name} missing\n{}", o.report());
     }

@@ -39,6 +39,17 @@ const REQUIRED_CHECKS: &[&str] = &[
     "bounce_frame",
     "iret_registers",
     "shutdown_code",
+    "mm_init",
+    "map_unmap",
+    "protect",
+    "pin_new_tree",
+    "m2p_read",
+    "mmu_update_done",
+    "decrease_increase",
+    "heap",
+    "user_syscall",
+    "user_fault",
+    "frames_returned",
 ];
 
 fn boot_on_xen(image_name: &str, args: &str) -> Outcome {
