@@ -89,7 +89,7 @@ pub(super) fn update_va_mapping_otherdomain(ctx: &mut Ctx<'_>, [va, val, flags, 
 
 /// `mmu_update(reqs, count, done, foreigndom)`: applies `{ptr, val}`
 /// requests in order, stopping at the first failure; `*done` (if not null)
-/// gets how many succeeded. `ptr & 3` selects the kind: a page-table entry
+/// gets how many succeeded. `ptr & 7` selects the kind: a page-table entry
 /// at machine address `ptr` (normal, or keeping the hardware's A/D bits),
 /// or an M2P entry for machine frame `ptr >> 12`.
 pub(super) fn mmu_update(ctx: &mut Ctx<'_>, [reqs, count, done_ptr, foreigndom, ..]: [u64; 5]) -> Action {
@@ -110,15 +110,15 @@ pub(super) fn mmu_update(ctx: &mut Ctx<'_>, [reqs, count, done_ptr, foreigndom, 
         }
         done += 1;
     }
-    if let Err(e) = write_done(ctx, done_ptr, done) {
-        return Action::Return(Err(e));
-    }
+    write_done(ctx, done_ptr, done);
     Action::Return(result)
 }
 
 fn one_update(ctx: &mut Ctx<'_>, dom: DomId, req: MmuUpdate) -> Result<(), Errno> {
-    let kind = req.ptr & 3;
-    let machine = req.ptr & !3;
+    // The kind is the low three bits (the entry is 8 bytes): 4–7 are
+    // unknown kinds, not misaligned entries, as in Xen.
+    let kind = req.ptr & 7;
+    let machine = req.ptr & !7;
     let (mfn, slot) = (machine >> 12, ((machine & 0xfff) >> 3) as usize);
     match kind {
         MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_PRESERVE_AD => with_engine(ctx, Err(Errno::EINVAL), |pt| {
@@ -137,12 +137,12 @@ fn one_update(ctx: &mut Ctx<'_>, dom: DomId, req: MmuUpdate) -> Result<(), Errno
 }
 
 /// Stores a batch's progress at `done_ptr` (if not null): an `unsigned
-/// int` in Xen's ABI, so exactly four bytes.
-fn write_done(ctx: &mut Ctx<'_>, done_ptr: u64, done: u64) -> Result<(), Errno> {
-    if done_ptr == 0 {
-        return Ok(());
+/// int` in Xen's ABI, so exactly four bytes. As in Xen, a pointer that
+/// cannot be written is ignored: the requests were applied either way.
+fn write_done(ctx: &mut Ctx<'_>, done_ptr: u64, done: u64) {
+    if done_ptr != 0 {
+        let _ = guest::write_obj(ctx.mem, GuestPtr(done_ptr), &(done as u32));
     }
-    guest::write_obj(ctx.mem, GuestPtr(done_ptr), &(done as u32)).map_err(|_| Errno::EFAULT)
 }
 
 /// `mmuext_op(ops, count, done, foreigndom)`: extended MMU operations, in
@@ -166,9 +166,7 @@ pub(super) fn mmuext_op(ctx: &mut Ctx<'_>, [ops, count, done_ptr, foreigndom, ..
         }
         done += 1;
     }
-    if let Err(e) = write_done(ctx, done_ptr, done) {
-        return Action::Return(Err(e));
-    }
+    write_done(ctx, done_ptr, done);
     Action::Return(result)
 }
 
@@ -424,5 +422,17 @@ mod tests {
         assert_eq!(w.ret(), Errno::ESRCH.as_ret());
         w.call(OTHER, &[VA, (PAGE << 12) | pte::P, 0, DOMID_SELF.into()]);
         assert_eq!(w.ret(), 0);
+    }
+
+    #[test]
+    fn mmu_update_kinds_are_the_low_three_bits() {
+        let mut w = world();
+        for ptr in [(L1 << 12) + 4, (L1 << 12) | 5, (L1 << 12) | 7] {
+            guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &MmuUpdate { ptr, val: (PAGE << 12) | pte::P }).unwrap();
+            w.call(MMU_UPDATE, &[MEM_BASE, 1, 0, DOMID_SELF.into()]);
+            assert_eq!(w.ret(), Errno::ENOSYS.as_ret(), "ptr {ptr:#x}");
+        }
+        assert_eq!(w.platform.mem.entries(L1)[0], 0, "nothing written");
+        assert!(w.platform.m2p.is_empty(), "no M2P update");
     }
 }
