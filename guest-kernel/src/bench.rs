@@ -1,18 +1,39 @@
-//! The `bench` workload: what a hypercall and a trap bounce cost, in TSC
-//! ticks, which under QEMU's `-icount shift=0,sleep=off` are executed
-//! instructions (guest, hypervisor and the round trip between them).
+//! The `bench` workload: what a hypercall, a trap bounce and the memory
+//! hypercalls cost, in TSC ticks, which under QEMU's
+//! `-icount shift=0,sleep=off` are executed instructions (guest,
+//! hypervisor and the round trip between them).
 //!
 //! Each benchmark runs [`WARMUP`] times unmeasured, then [`ITERATIONS`]
-//! times between two `rdtsc`s; it reports the median less the median of
-//! an empty measurement, as `BENCH <name> <instructions>`. Then the domain
-//! powers off.
+//! times between two `rdtsc`s (fewer for the costly ones); it reports the
+//! median less the median of an empty measurement, as
+//! `BENCH <name> <instructions>`. Then the domain powers off.
+//!
+//! The memory benchmarks (after `mm::init`, in the scratch region):
+//! - `mmu_update_512_batch`: one `mmu_update` of 512 requests mapping 512
+//!   frames read-write into one empty L1 (the unmapping batch and TLB
+//!   flush between runs are not measured); `mmu_update_512_per_entry` is
+//!   that divided by 512.
+//! - `pin_unpin_4level`: `MMUEXT_PIN_L4_TABLE` then `MMUEXT_UNPIN_TABLE`
+//!   (two hypercalls) of a read-only tree of one L4, L3, L2 and L1, each
+//!   with one entry, the L1 mapping a page read-write: validating and
+//!   devalidating four tables.
+//! - `update_va_mapping_invlpg`: `update_va_mapping` with `UVMF_INVLPG`,
+//!   switching one address between two frames.
 
 use crate::probe::{self, probe};
 use abi::guest::Hypercalls;
+use abi::mm::{
+    MmuUpdate, MmuextOp, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, UVMF_INVLPG, UVMF_LOCAL,
+};
 use abi::sched::ShutdownReason;
+use alloc::vec::Vec;
 use guest_kernel::hypercall::{self, hv};
+use guest_kernel::layout::SCRATCH_BASE;
+use guest_kernel::mm::{self, Frame};
+use guest_kernel::pagetable::{leaf_entry, pt_update, table_entry, Prot, ENTRIES};
 use guest_kernel::runtime::shutdown;
-use guest_kernel::{println, traps};
+use guest_kernel::text::Msg;
+use guest_kernel::{msg, println, traps};
 
 /// Unmeasured runs before measuring.
 const WARMUP: usize = 100;
@@ -20,6 +41,15 @@ const WARMUP: usize = 100;
 const ITERATIONS: usize = 1000;
 /// Measured runs of the console benchmark, whose every run prints a line.
 const CONSOLE_ITERATIONS: usize = 200;
+/// Measured runs of the 512-entry batch and the pin/unpin pair.
+const MEMORY_ITERATIONS: usize = 200;
+
+/// Entries in the `mmu_update` batch benchmark: a whole L1.
+const BATCH: usize = ENTRIES;
+/// Where the batch benchmark maps (an empty 2 MiB of the scratch region).
+const BATCH_VA: u64 = SCRATCH_BASE + 8 * (2 << 20);
+/// The address `update_va_mapping_invlpg` remaps (in another 2 MiB).
+const REMAP_VA: u64 = SCRATCH_BASE + 9 * (2 << 20);
 
 /// The 64 bytes the console benchmark writes (one line).
 const LINE: &[u8; 64] = b"bench: console_io write of exactly sixty-four bytes of text....\n";
@@ -34,13 +64,21 @@ fn rdtsc() -> u64 {
 }
 
 /// The median TSC delta of `runs` measured runs of `op`, after warmup.
-fn median_ticks(runs: usize, mut op: impl FnMut()) -> u64 {
+fn median_ticks(runs: usize, op: impl FnMut()) -> u64 {
+    median_ticks_after(runs, || {}, op)
+}
+
+/// The median TSC delta of `runs` measured runs of `op`, each after an
+/// unmeasured run of `prepare`, after warmup.
+fn median_ticks_after(runs: usize, mut prepare: impl FnMut(), mut op: impl FnMut()) -> u64 {
     let mut samples = [0u64; ITERATIONS];
     let runs = runs.min(ITERATIONS);
     for _ in 0..WARMUP.min(runs) {
+        prepare();
         op();
     }
     for s in samples.iter_mut().take(runs) {
+        prepare();
         let t0 = rdtsc();
         op();
         *s = rdtsc().wrapping_sub(t0);
@@ -85,5 +123,169 @@ pub fn run() -> ! {
             println!("bench: ud2 did not trap");
         }
     });
+
+    match mm::init() {
+        Ok(_) => {
+            for (what, result) in [
+                ("mmu_update_512", bench_mmu_update_batch(baseline)),
+                ("pin_unpin_4level", bench_pin_unpin(baseline)),
+                ("update_va_mapping_invlpg", bench_update_va_mapping(baseline)),
+            ] {
+                if let Err(why) = result {
+                    println!("bench: {what}: {why}");
+                }
+            }
+        }
+        Err(e) => println!("bench: mm::init: {e}; no memory benchmarks"),
+    }
     shutdown(ShutdownReason::Poweroff)
+}
+
+/// `what` failed with `e`, as a message.
+fn failed(what: &str, e: impl core::fmt::Display) -> Msg {
+    msg!("{what}: {e}")
+}
+
+/// `n` free frames, or none at all.
+fn frames(n: usize) -> Result<Vec<Frame>, Msg> {
+    let mut got = Vec::new();
+    got.try_reserve_exact(n).map_err(|_| msg!("no heap for {n} frames"))?;
+    for _ in 0..n {
+        match mm::alloc_frame() {
+            Ok(f) => got.push(f),
+            Err(e) => {
+                give_back(&got);
+                return Err(failed("alloc_frame", e));
+            }
+        }
+    }
+    Ok(got)
+}
+
+fn give_back(frames: &[Frame]) {
+    for f in frames {
+        let _ = mm::free_frame(*f);
+    }
+}
+
+fn flush_tlb() {
+    let op = MmuextOp { cmd: MMUEXT_TLB_FLUSH_LOCAL, ..MmuextOp::default() };
+    // SAFETY: a TLB flush changes no mapping.
+    let _ = unsafe { hv().mmuext_op(&[op]) };
+}
+
+/// `mmu_update` of 512 new read-write mappings into one L1.
+fn bench_mmu_update_batch(baseline: u64) -> Result<(), Msg> {
+    let l1 = mm::l1_table(BATCH_VA).map_err(|e| failed("the L1", e))?;
+    let frames = frames(BATCH)?;
+    let map: Vec<MmuUpdate> =
+        frames.iter().enumerate().map(|(i, f)| pt_update(l1, i, leaf_entry(f.mfn, Prot::KERNEL_RW))).collect();
+    let clear: Vec<MmuUpdate> = (0..BATCH).map(|i| pt_update(l1, i, 0)).collect();
+    let bad = core::cell::Cell::new(None);
+    let ticks = median_ticks_after(
+        MEMORY_ITERATIONS,
+        || {
+            // SAFETY: the L1's pages are referenced by nothing.
+            if let Err(e) = unsafe { hv().mmu_update(&clear) } {
+                bad.set(Some(failed("the unmapping batch", e)));
+            }
+            flush_tlb();
+        },
+        || {
+            // SAFETY: new mappings of free frames of ours at unused addresses.
+            if let Err(e) = unsafe { hv().mmu_update(&map) } {
+                bad.set(Some(failed("the mapping batch", e)));
+            }
+        },
+    )
+    .saturating_sub(baseline);
+    // SAFETY: as above.
+    let cleared = unsafe { hv().mmu_update(&clear) };
+    flush_tlb();
+    give_back(&frames);
+    if let Some(why) = bad.get() {
+        return Err(why);
+    }
+    cleared.map_err(|e| failed("the last unmapping batch", e))?;
+    println!("BENCH mmu_update_512_batch {ticks}");
+    println!("BENCH mmu_update_512_per_entry {}", ticks / BATCH as u64);
+    Ok(())
+}
+
+/// Maps `f` read-only (`ro`) or read-write in the direct map.
+fn direct_map(f: &Frame, ro: bool) -> Result<(), Msg> {
+    let prot = if ro { Prot::KERNEL_RO } else { Prot::KERNEL_RW };
+    // SAFETY: the frame is the benchmark's; no reference points into it.
+    unsafe { hv().update_va_mapping(f.va(), leaf_entry(f.mfn, prot), UVMF_INVLPG | UVMF_LOCAL) }
+        .map(drop)
+        .map_err(|e| failed("update_va_mapping of the direct map", e))
+}
+
+/// Pin and unpin of a four-level tree with one entry per table.
+fn bench_pin_unpin(baseline: u64) -> Result<(), Msg> {
+    let f = frames(5)?;
+    let (tables, data) = (&f[..4], &f[4]);
+    for (i, t) in tables.iter().enumerate() {
+        let e = match tables.get(i + 1) {
+            Some(below) => table_entry(below.mfn),
+            None => leaf_entry(data.mfn, Prot::KERNEL_RW),
+        };
+        // SAFETY: a free frame of ours, mapped read-write in the direct map.
+        unsafe { t.zero() };
+        // SAFETY: as above; entry 0 is inside the page.
+        unsafe { (t.va() as *mut u64).write_volatile(e) };
+    }
+    let r = tables.iter().try_for_each(|t| direct_map(t, true)).and_then(|()| {
+        let mut bad = None;
+        let pin = MmuextOp { cmd: MMUEXT_PIN_L4_TABLE, _pad0: 0, arg1: tables[0].mfn, arg2: 0 };
+        let unpin = MmuextOp { cmd: MMUEXT_UNPIN_TABLE, ..pin };
+        let ticks = median_ticks(MEMORY_ITERATIONS, || {
+            // SAFETY: pinning validates a tree nothing uses; unpinning
+            // drops that again.
+            let r = unsafe { hv().mmuext_op(&[pin]) }.and_then(|_| unsafe { hv().mmuext_op(&[unpin]) });
+            if let Err(e) = r {
+                bad = Some(failed("pin and unpin", e));
+            }
+        });
+        match bad {
+            Some(why) => Err(why),
+            None => Ok(ticks.saturating_sub(baseline)),
+        }
+    });
+    let back = tables.iter().try_for_each(|t| direct_map(t, false));
+    if back.is_ok() {
+        // (Frames not writable again stay out of the allocator.)
+        give_back(&f);
+    }
+    let ticks = r?;
+    back?;
+    println!("BENCH pin_unpin_4level {ticks}");
+    Ok(())
+}
+
+/// `update_va_mapping` with `UVMF_INVLPG`, between two frames.
+fn bench_update_va_mapping(baseline: u64) -> Result<(), Msg> {
+    let f = frames(2)?;
+    let entries = [leaf_entry(f[0].mfn, Prot::KERNEL_RW), leaf_entry(f[1].mfn, Prot::KERNEL_RW)];
+    let r = mm::map(REMAP_VA, f[0].mfn, Prot::KERNEL_RW).map_err(|e| failed("mapping the page", e)).map(|()| {
+        let mut bad = None;
+        let mut next = 1;
+        let ticks = median_ticks(ITERATIONS, || {
+            // SAFETY: nothing references the page at REMAP_VA.
+            if let Err(e) = unsafe { hv().update_va_mapping(REMAP_VA, entries[next], UVMF_INVLPG | UVMF_LOCAL) } {
+                bad = Some(failed("update_va_mapping", e));
+            }
+            next ^= 1;
+        });
+        // SAFETY: as above.
+        let _ = unsafe { mm::unmap(REMAP_VA) };
+        (ticks.saturating_sub(baseline), bad)
+    });
+    give_back(&f);
+    let (ticks, bad) = r?;
+    if let Some(why) = bad {
+        return Err(why);
+    }
+    println!("BENCH update_va_mapping_invlpg {ticks}");
+    Ok(())
 }

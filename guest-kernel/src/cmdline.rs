@@ -24,6 +24,8 @@ pub enum Workload {
     FaultBadStack,
     /// Check that privileged instructions, port I/O included, raise `#GP`.
     Privileged,
+    /// Attack the hypervisor's memory model and report `ATTACK` lines.
+    Hostile,
 }
 
 impl Workload {
@@ -36,6 +38,7 @@ impl Workload {
         Workload::FaultNoHandler,
         Workload::FaultBadStack,
         Workload::Privileged,
+        Workload::Hostile,
     ];
 
     /// The workload's command-line name.
@@ -48,12 +51,13 @@ impl Workload {
             Workload::FaultNoHandler => "fault-no-handler",
             Workload::FaultBadStack => "fault-bad-stack",
             Workload::Privileged => "privileged",
+            Workload::Hostile => "hostile",
         }
     }
 }
 
 /// The workloads' names, for messages.
-pub const KNOWN: &str = "selftest, bench, reboot, crash, fault-no-handler, fault-bad-stack, privileged";
+pub const KNOWN: &str = "selftest, bench, reboot, crash, fault-no-handler, fault-bad-stack, privileged, hostile";
 
 /// The bytes of a NUL-terminated command line up to the NUL.
 pub fn until_nul(raw: &[u8]) -> &[u8] {
@@ -77,6 +81,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn known_lists_every_workload() {
+        let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
+        assert_eq!(KNOWN, names.join(", "));
+    }
+
+    #[test]
     fn default_is_selftest() {
         assert_eq!(workload(b""), Ok(Workload::Selftest));
         assert_eq!(workload(b"\0bench"), Ok(Workload::Selftest));
@@ -89,6 +99,7 @@ mod tests {
         assert_eq!(workload(b"x=1 bench noapic acpi=off\0junk"), Ok(Workload::Bench));
         assert_eq!(workload(b"selftest bench"), Ok(Workload::Selftest));
         assert_eq!(workload(b"benchmark"), Err(&b"benchmark"[..]));
+        assert_eq!(workload(b"hostile"), Ok(Workload::Hostile));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The guest kernel image: the PV runtime plus its workloads, chosen by the
 //! command line (`selftest`, the default, `bench`, or one of the
-//! misbehaving workloads in `hostile`).
+//! misbehaving workloads in `hostile`, the attack suite among them).
 //!
 //! On the host this file builds to a program that says it is an image.
 #![cfg_attr(target_os = "none", no_std)]
@@ -58,6 +58,7 @@ fn main() -> ! {
         Ok(Workload::FaultNoHandler) => hostile::fault_no_handler(),
         Ok(Workload::FaultBadStack) => hostile::fault_bad_stack(),
         Ok(Workload::Privileged) => privileged::run(),
+        Ok(Workload::Hostile) => hostile::run(),
         Err(word) => {
             println!("unknown workload '{}' on the command line (known: {})", Escaped(word), cmdline::KNOWN);
             shutdown(abi::sched::ShutdownReason::Crash)
