@@ -117,7 +117,17 @@ fn bench_workload_reports_every_benchmark_on_xen() {
         .collect();
     assert_eq!(
         names,
-        ["rdtsc_pair", "hypercall_null", "hypercall_null_syscall", "console_write_64", "trap_bounce_ud2"],
+        [
+            "rdtsc_pair",
+            "hypercall_null",
+            "hypercall_null_syscall",
+            "console_write_64",
+            "trap_bounce_ud2",
+            "mmu_update_512_batch",
+            "mmu_update_512_per_entry",
+            "pin_unpin_4level",
+            "update_va_mapping_invlpg",
+        ],
         "{}",
         o.report()
     );
