@@ -647,11 +647,14 @@ impl<'e, 'f, M: GuestFrames + ?Sized> PageTypes<'e, 'f, M> {
     /// Validates every entry of `table` as level `level`, taking their
     /// references; on failure drops what the earlier entries took.
     fn validate_table(&mut self, dom: DomId, table: Mfn, level: usize) -> Result<(), PtError> {
-        for i in 0..ENTRIES {
-            if is_reserved(level, i) {
+        // One read of the table (it cannot change meanwhile: it is not
+        // writable by the guest and this CPU is in the hypervisor) instead
+        // of one indirect call per entry: validation's hot loop.
+        let entries = *self.mem.entries(table);
+        for (i, &entry) in entries.iter().enumerate() {
+            if entry & pte::P == 0 || is_reserved(level, i) {
                 continue;
             }
-            let entry = self.mem.entries(table)[i];
             if let Err(e) = self.take_entry(dom, level, table, entry) {
                 self.drop_entries(level, table, i);
                 return Err(e);
@@ -663,10 +666,10 @@ impl<'e, 'f, M: GuestFrames + ?Sized> PageTypes<'e, 'f, M> {
     /// Drops the references of entries `0..end` of `table`, last first (the
     /// exact reverse of validation).
     fn drop_entries(&mut self, level: usize, table: Mfn, end: usize) {
+        let entries = *self.mem.entries(table);
         for i in (0..end).rev() {
-            if !is_reserved(level, i) {
-                let entry = self.mem.entries(table)[i];
-                self.drop_entry(level, table, entry);
+            if entries[i] & pte::P != 0 && !is_reserved(level, i) {
+                self.drop_entry(level, table, entries[i]);
             }
         }
     }
