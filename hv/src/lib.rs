@@ -18,6 +18,7 @@ pub mod mm;
 pub mod multiboot;
 pub mod regs;
 pub mod sync;
+pub mod time;
 pub mod trap;
 
 /// The hypervisor's own version, printed in the banner.

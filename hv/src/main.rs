@@ -8,6 +8,8 @@
 #[cfg(target_os = "none")]
 mod arch;
 #[cfg(target_os = "none")]
+mod clock;
+#[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
 mod memory;

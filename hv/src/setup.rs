@@ -85,6 +85,7 @@ extern "C" fn hv_start64(magic: u32, mbi: u32) -> ! {
     log::debug!("cpu: GDT, TSS, IDT and SYSCALL set up; lower half unmapped");
 
     init_memory(&info);
+    crate::clock::init();
 
     if let Some(fault) = cmdline.debug_fault {
         log::warn!("debug_fault: faulting deliberately ({fault:?})");
@@ -164,6 +165,7 @@ fn start_dom0(module: &Module, mem_bytes: u64) -> ! {
     for v in shared.vcpu_info.iter_mut() {
         v.evtchn_upcall_mask = 1;
     }
+    crate::clock::publish_to(shared);
     spec.memory = memory;
     spec.shared_info = shared_info;
     let mut built = match build::build_pv(&spec, &mut DirectFrames) {

@@ -135,3 +135,28 @@ fn hypervisor_panics_are_reported() {
     assert_eq!(o.exit(), Some(Exit::HypervisorPanic), "{}", o.report());
     assert!(o.line_starting("PANIC: ").is_some(), "{}", o.report());
 }
+
+/// Days since 1970-01-01 for a civil date (for checking the RTC line).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + (153 * m + 2) / 5 + d - 1;
+    era * 146_097 + doe - 719_468
+}
+
+/// Issue 5 §3 groundwork: the TSC is calibrated against the PIT and the
+/// wall clock comes from the RTC, which QEMU sets from the host's clock.
+#[test]
+fn time_is_calibrated_and_the_wall_clock_read() {
+    let o = boot(hv());
+    let line = o.line_starting("time: TSC ").unwrap_or_else(|| panic!("no time line\n{}", o.report()));
+    let mhz: f64 = line["time: TSC ".len()..].split_whitespace().next().unwrap().parse().unwrap();
+    assert!(mhz > 1.0, "{line}");
+    let wall = line.split("wall clock ").nth(1).unwrap_or_else(|| panic!("{line}"));
+    let n: Vec<i64> =
+        wall.split(|c: char| !c.is_ascii_digit()).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
+    let guest = days_from_civil(n[0], n[1], n[2]) * 86_400 + n[3] * 3600 + n[4] * 60 + n[5];
+    let host = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((guest - host).abs() < 600, "RTC says {wall}, host clock is {host}");
+}

@@ -1,6 +1,7 @@
 //! x86_64: boot, descriptor tables, traps, serial port, power.
 
 mod boot;
+pub mod clock;
 pub mod cpu;
 pub mod gdt;
 pub mod idt;
