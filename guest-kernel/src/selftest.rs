@@ -98,6 +98,7 @@ pub fn run() -> ! {
     r.check("stack_switch", traps::set_user_entry_stack().map(drop).map_err(|e| msg!("stack_switch: {e}")));
     r.check("segment_base", check_segment_base());
     r.check("shared_info", check_shared_info());
+    r.check("time", check_time());
 
     let trap_checks: [TrapCheck; 16] = [
         ("trap_ud", check_ud),
@@ -337,6 +338,29 @@ fn check_shared_info() -> Check {
     shared::map(maddr).map_err(|e| msg!("update_va_mapping(shared_info at {maddr:#x}): {e}"))?;
     let mask = shared::vcpu0_upcall_mask().unwrap_or(0);
     ensure!(mask == 1, "vcpu_info[0].evtchn_upcall_mask is {mask}, want 1 (events masked at start)");
+    Ok(())
+}
+
+/// The pvclock and wall clock in shared_info: a consistent record whose
+/// system time advances with the TSC, and a wall clock after 2020.
+fn check_time() -> Check {
+    let t = shared::vcpu0_time().ok_or_else(|| msg!("vcpu_info[0].time is not readable (or never settles)"))?;
+    ensure!(t.tsc_to_system_mul != 0, "tsc_to_system_mul is 0: time was never published");
+    let tsc = || {
+        // SAFETY: rdtsc is allowed at CPL 3 unless the hypervisor sets
+        // CR4.TSD, which neither hypervisor does for PV guests.
+        unsafe { core::arch::x86_64::_rdtsc() }
+    };
+    let before = t.system_time_at(tsc());
+    for _ in 0..100_000 {
+        core::hint::spin_loop();
+    }
+    let after = t.system_time_at(tsc());
+    ensure!(after > before, "system time does not advance ({before} then {after} ns)");
+    let wc = shared::wallclock_seconds().ok_or_else(|| msg!("the wall clock never settles"))?;
+    // 2020-01-01T00:00:00Z.
+    ensure!(wc >= 1_577_836_800, "wall clock {wc} s is before 2020");
+    println!("INFO time: system time {} ms since boot, wall clock at boot {wc} s", after / 1_000_000);
     Ok(())
 }
 

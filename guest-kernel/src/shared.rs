@@ -56,3 +56,43 @@ pub fn vcpu0_upcall_mask() -> Option<u8> {
     // SAFETY: as in `vcpu0_cr2`, for a byte.
     Some(unsafe { at.read_volatile() })
 }
+
+/// Reads vCPU 0's time record under the version protocol (retrying while
+/// the hypervisor updates it, boundedly), if shared_info is mapped.
+pub fn vcpu0_time() -> Option<abi::shared_info::VcpuTimeInfo> {
+    let at = vcpu0_field(offset_of!(VcpuInfo, time))?.cast::<abi::shared_info::VcpuTimeInfo>();
+    for _ in 0..1000 {
+        // SAFETY: as in `vcpu0_cr2`: an aligned record in the mapped page,
+        // read volatile because the hypervisor updates it.
+        let first = unsafe { core::ptr::addr_of!((*at).version).read_volatile() };
+        // SAFETY: as above.
+        let record = unsafe { at.read_volatile() };
+        // SAFETY: as above.
+        let again = unsafe { core::ptr::addr_of!((*at).version).read_volatile() };
+        if first % 2 == 0 && first == again {
+            return Some(record);
+        }
+    }
+    None
+}
+
+/// The wall clock at system time 0, in seconds since the Unix epoch, read
+/// under its version protocol, if shared_info is mapped.
+pub fn wallclock_seconds() -> Option<u64> {
+    let p = page()?;
+    for _ in 0..1000 {
+        // SAFETY: as in `vcpu0_cr2`, for the wall-clock fields.
+        let (v1, sec, hi, v2) = unsafe {
+            (
+                core::ptr::addr_of!((*p).wc_version).read_volatile(),
+                core::ptr::addr_of!((*p).wc_sec).read_volatile(),
+                core::ptr::addr_of!((*p).wc_sec_hi).read_volatile(),
+                core::ptr::addr_of!((*p).wc_version).read_volatile(),
+            )
+        };
+        if v1 % 2 == 0 && v1 == v2 {
+            return Some(u64::from(sec) | (u64::from(hi) << 32));
+        }
+    }
+    None
+}

@@ -39,6 +39,7 @@ const REQUIRED_CHECKS: &[&str] = &[
     "bounce_frame",
     "iret_registers",
     "shutdown_code",
+    "time",
     "mm_init",
     "map_unmap",
     "protect",
