@@ -17,6 +17,7 @@ pub mod layout;
 pub mod mm;
 pub mod multiboot;
 pub mod regs;
+pub mod sched;
 pub mod sync;
 pub mod time;
 pub mod trap;
