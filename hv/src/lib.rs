@@ -9,6 +9,7 @@ pub mod build;
 pub mod cmdline;
 pub mod descriptor;
 pub mod domain;
+pub mod event;
 pub mod exit;
 pub mod fixed;
 pub mod guest;
