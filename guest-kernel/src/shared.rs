@@ -57,19 +57,26 @@ pub fn vcpu0_upcall_mask() -> Option<u8> {
     Some(unsafe { at.read_volatile() })
 }
 
+/// Reads a `T` at `base + offset` in the mapped page, volatile (the
+/// hypervisor updates it).
+fn read_at<T: Copy>(base: *const u8, offset: usize) -> T {
+    let at = base.wrapping_add(offset).cast::<T>();
+    // SAFETY: callers pass the mapped shared-info page and the offset of an
+    // aligned field of type T inside it; the page stays mapped for the
+    // domain's life.
+    unsafe { at.read_volatile() }
+}
+
 /// Reads vCPU 0's time record under the version protocol (retrying while
 /// the hypervisor updates it, boundedly), if shared_info is mapped.
 pub fn vcpu0_time() -> Option<abi::shared_info::VcpuTimeInfo> {
-    let at = vcpu0_field(offset_of!(VcpuInfo, time))?.cast::<abi::shared_info::VcpuTimeInfo>();
+    use abi::shared_info::VcpuTimeInfo;
+    let base = vcpu0_field(offset_of!(VcpuInfo, time))?;
     for _ in 0..1000 {
-        // SAFETY: as in `vcpu0_cr2`: an aligned record in the mapped page,
-        // read volatile because the hypervisor updates it.
-        let first = unsafe { core::ptr::addr_of!((*at).version).read_volatile() };
-        // SAFETY: as above.
-        let record = unsafe { at.read_volatile() };
-        // SAFETY: as above.
-        let again = unsafe { core::ptr::addr_of!((*at).version).read_volatile() };
-        if first % 2 == 0 && first == again {
+        let first: u32 = read_at(base, offset_of!(VcpuTimeInfo, version));
+        let record: VcpuTimeInfo = read_at(base, 0);
+        let again: u32 = read_at(base, offset_of!(VcpuTimeInfo, version));
+        if first.is_multiple_of(2) && first == again {
             return Some(record);
         }
     }
@@ -79,18 +86,13 @@ pub fn vcpu0_time() -> Option<abi::shared_info::VcpuTimeInfo> {
 /// The wall clock at system time 0, in seconds since the Unix epoch, read
 /// under its version protocol, if shared_info is mapped.
 pub fn wallclock_seconds() -> Option<u64> {
-    let p = page()?;
+    let base = page()?.cast::<u8>();
     for _ in 0..1000 {
-        // SAFETY: as in `vcpu0_cr2`, for the wall-clock fields.
-        let (v1, sec, hi, v2) = unsafe {
-            (
-                core::ptr::addr_of!((*p).wc_version).read_volatile(),
-                core::ptr::addr_of!((*p).wc_sec).read_volatile(),
-                core::ptr::addr_of!((*p).wc_sec_hi).read_volatile(),
-                core::ptr::addr_of!((*p).wc_version).read_volatile(),
-            )
-        };
-        if v1 % 2 == 0 && v1 == v2 {
+        let v1: u32 = read_at(base, offset_of!(SharedInfo, wc_version));
+        let sec: u32 = read_at(base, offset_of!(SharedInfo, wc_sec));
+        let hi: u32 = read_at(base, offset_of!(SharedInfo, wc_sec_hi));
+        let v2: u32 = read_at(base, offset_of!(SharedInfo, wc_version));
+        if v1.is_multiple_of(2) && v1 == v2 {
             return Some(u64::from(sec) | (u64::from(hi) << 32));
         }
     }
