@@ -20,6 +20,8 @@ pub mod multiboot;
 pub mod regs;
 pub mod sched;
 pub mod sync;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod time;
 pub mod trap;
 

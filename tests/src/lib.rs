@@ -15,6 +15,59 @@ use std::time::{Duration, Instant};
 
 pub mod xen;
 
+/// Every check the guest kernel's selftest runs, in order. Tests on both
+/// hypervisors require each by name (`TEST <name> ok`), so the selftest
+/// cannot lose a check unnoticed, and the two lists cannot drift apart.
+pub const SELFTEST_CHECKS: &[&str] = &[
+    "start_info",
+    "hypercall_page",
+    "raw_syscall",
+    "console_write",
+    "console_read",
+    "bad_pointers_efault",
+    "xen_version",
+    "extraversion",
+    "capabilities",
+    "platform_parameters",
+    "get_features",
+    "pagesize",
+    "sched_yield",
+    "trap_table",
+    "callbacks",
+    "stack_switch",
+    "segment_base",
+    "shared_info",
+    "time",
+    "trap_ud",
+    "trap_bp",
+    "trap_de",
+    "trap_gp",
+    "trap_pf",
+    "int_dpl3_direct",
+    "int_dpl0_gp",
+    "bounce_frame",
+    "iret_registers",
+    "m2p",
+    "read_cr2",
+    "read_cr3",
+    "cpuid_forced",
+    "lgdt_gp",
+    "mov_cr0_gp",
+    "wrmsr_gp",
+    "mm_init",
+    "map_unmap",
+    "protect",
+    "pin_new_tree",
+    "m2p_read",
+    "mmu_update_done",
+    "decrease_increase",
+    "heap",
+    "user_syscall",
+    "user_fault",
+    "frames_returned",
+    "shutdown_code",
+];
+
 /// The QEMU binary we drive.
 pub const QEMU: &str = "qemu-system-x86_64";
 

@@ -37,34 +37,7 @@ fn selftest_passes_on_this_hypervisor() {
     let tests = o.serial.lines().filter(|l| l.starts_with("TEST ")).count() as u32;
     let (pass, fail) = selftest_counts(&o).unwrap_or_else(|| panic!("no SELFTEST line\n{}", o.report()));
     assert_eq!((pass, fail), (tests, 0), "{}", o.report());
-    // What issue 3 asks the selftest to cover, at least.
-    for name in [
-        "start_info",
-        "hypercall_page",
-        "xen_version",
-        "trap_ud",
-        "trap_pf",
-        "trap_de",
-        "trap_bp",
-        "trap_gp",
-        "int_dpl3_direct",
-        "int_dpl0_gp",
-        "read_cr2",
-        "read_cr3",
-        "cpuid_forced",
-        "time",
-        "mm_init",
-        "map_unmap",
-        "protect",
-        "pin_new_tree",
-        "m2p_read",
-        "mmu_update_done",
-        "decrease_increase",
-        "heap",
-        "user_syscall",
-        "user_fault",
-        "frames_returned",
-    ] {
+    for name in hvtest::SELFTEST_CHECKS {
         assert!(o.serial.lines().any(|l| l == format!("TEST {name} ok")), "check {name} missing\n{}", o.report());
     }
     assert!(o.hv_lines().any(|l| l == "d0: shut down (Poweroff)"), "{}", o.report());

@@ -11,48 +11,6 @@ use std::time::Duration;
 /// Xen boots in about two seconds under TCG; leave room for a loaded host.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The selftest checks this test insists on by name (the selftest may run
-/// more; every one it runs must pass).
-const REQUIRED_CHECKS: &[&str] = &[
-    "start_info",
-    "hypercall_page",
-    "raw_syscall",
-    "console_write",
-    "xen_version",
-    "extraversion",
-    "capabilities",
-    "platform_parameters",
-    "get_features",
-    "pagesize",
-    "trap_table",
-    "callbacks",
-    "stack_switch",
-    "segment_base",
-    "shared_info",
-    "trap_ud",
-    "trap_pf",
-    "trap_de",
-    "trap_bp",
-    "trap_gp",
-    "int_dpl3_direct",
-    "int_dpl0_gp",
-    "bounce_frame",
-    "iret_registers",
-    "shutdown_code",
-    "time",
-    "mm_init",
-    "map_unmap",
-    "protect",
-    "pin_new_tree",
-    "m2p_read",
-    "mmu_update_done",
-    "decrease_increase",
-    "heap",
-    "user_syscall",
-    "user_fault",
-    "frames_returned",
-];
-
 fn boot_on_xen(image_name: &str, args: &str) -> Outcome {
     let kernel = image(image_name).unwrap_or_else(|e| panic!("{e}"));
     let q = xen::dom0(&kernel, args).unwrap_or_else(|e| panic!("{e}"));
@@ -81,7 +39,7 @@ fn guest_kernel_selftest_passes_on_xen() {
     let tests = test_lines(&o);
     let failed: Vec<String> = tests.iter().filter(|t| !t.1).map(|(name, _, why)| format!("{name}: {why}")).collect();
     assert!(failed.is_empty(), "selftest checks failed on Xen 4.17:\n  {}\n{}", failed.join("\n  "), o.report());
-    for name in REQUIRED_CHECKS {
+    for name in hvtest::SELFTEST_CHECKS {
         assert!(tests.iter().any(|t| t.0 == *name), "no 'TEST {name}' line\n{}", o.report());
     }
     let summary = xen::guest_lines(&o)
@@ -89,7 +47,7 @@ fn guest_kernel_selftest_passes_on_xen() {
         .unwrap_or_else(|| panic!("no SELFTEST line\n{}", o.report()));
     let n = tests.len();
     assert_eq!(summary, format!("pass={n} fail=0"), "{}", o.report());
-    assert!(n >= REQUIRED_CHECKS.len(), "only {n} checks ran\n{}", o.report());
+    assert!(n >= hvtest::SELFTEST_CHECKS.len(), "only {n} checks ran\n{}", o.report());
     assert_eq!(xen::dom0_end(&o.serial), Some(Dom0End::Halted), "dom0 did not power off\n{}", o.report());
 }
 

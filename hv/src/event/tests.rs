@@ -512,21 +512,15 @@ fn unmask_op_re_raises_on_the_ports_vcpu() {
 // ---------------------------------------------------------------------------
 // Randomized: operations across three domains, invariants after each step.
 
-/// xorshift64*.
-struct Rng(u64);
+/// The shared generator, drawing `u32`s for ports and vCPUs.
+struct Rng(crate::testing::XorShift);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
     fn below(&mut self, n: u32) -> u32 {
-        (self.next() % u64::from(n)) as u32
+        self.0.below(u64::from(n)) as u32
     }
     fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len() as u32) as usize]
+        self.0.pick(items)
     }
 }
 
@@ -645,7 +639,7 @@ type StepOutcome = (Result<(), Errno>, Option<Signal>, Option<(DomId, Port)>);
 #[test]
 fn random_operations_keep_the_invariants() {
     let mut w = World::new(20);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(crate::testing::XorShift(0x9e37_79b9_7f4a_7c15));
     let mut counts = [0u32; 16];
     let mut errors = 0u32;
     let mut seen = std::collections::BTreeSet::new();

@@ -437,16 +437,7 @@ mod tests {
         assert_eq!(t.stats().domain, 16);
     }
 
-    /// A small deterministic PRNG, so the test needs no dependencies.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::testing::XorShift;
 
     #[test]
     fn random_operations_keep_the_books_balanced() {

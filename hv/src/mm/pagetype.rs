@@ -1461,26 +1461,7 @@ mod tests {
 
     // ----- Randomized -----
 
-    /// A small deterministic PRNG, so the test needs no dependencies.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn chance(&mut self, percent: u64) -> bool {
-            self.below(100) < percent
-        }
-        fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-            items[self.below(items.len() as u64) as usize]
-        }
-    }
+    use crate::testing::XorShift;
 
     /// References the test holds from outside the page tables, as the rest
     /// of the hypervisor would.

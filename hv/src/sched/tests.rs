@@ -555,21 +555,7 @@ fn a_domains_weight_is_shared_by_its_vcpus() {
     }
 }
 
-/// A xorshift64 generator: deterministic, no dependencies.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::testing::XorShift as Rng;
 
 #[test]
 fn randomized_operations_keep_the_invariants() {
