@@ -177,7 +177,11 @@ fn start_dom0(module: &Module, mem_bytes: u64) -> ! {
     let mut base = None;
     let validated = crate::memory::with_page_types(|pt| {
         pt.pin(0, built.l4, Level::L4)?;
-        pt.new_baseptr(0, &mut base, Some(built.l4))
+        pt.new_baseptr(0, &mut base, Some(built.l4))?;
+        // The hypervisor writes shared info (events, time, cr2) for the
+        // domain's whole life: its own reference keeps the guest from
+        // giving the frame back for reuse (Xen keeps it on the Xen heap).
+        pt.get_page(0, shared_info)
     });
     if let Err(e) = validated {
         fail(&format_args!("bootstrap page tables failed validation: {e:?}"));

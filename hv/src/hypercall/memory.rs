@@ -95,7 +95,7 @@ fn reserve(ctx: &mut Ctx<'_>, arg: GuestPtr, change: Change) -> Result<u64, Errn
             break;
         }
         match change {
-            Change::Decrease => ctx.domain.nr_pages -= 1,
+            Change::Decrease => ctx.domain.nr_pages = ctx.domain.nr_pages.saturating_sub(1),
             _ => ctx.domain.nr_pages += 1,
         }
         done += 1;
