@@ -106,6 +106,8 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("set_trap_table_in_hypervisor_range", calls::set_trap_table_in_hypervisor_range),
     ("mmu_update_runs_off_mapped", calls::mmu_update_runs_off_mapped),
     ("mmuext_op_runs_off_mapped", calls::mmuext_op_runs_off_mapped),
+    // Last: it leaves shared info unmapped.
+    ("give_back_shared_info", tables::give_back_shared_info),
 ];
 
 /// The `hostile` workload: runs every attack and shuts down.

@@ -10,7 +10,10 @@ use super::lab::{
     LINKED_L2_INDEX, TARGET_VA,
 };
 use crate::probe;
-use abi::mm::{MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_UNPIN_TABLE};
+use abi::mm::{
+    MMUEXT_CLEAR_PAGE, MMUEXT_COPY_PAGE, MMUEXT_NEW_BASEPTR, MMUEXT_NEW_USER_BASEPTR, MMUEXT_UNPIN_TABLE, UVMF_INVLPG,
+};
+use guest_kernel::hypercall::hv;
 use guest_kernel::layout::{pte, SCRATCH_BASE};
 use guest_kernel::mm::{self, Frame};
 use guest_kernel::msg;
@@ -116,6 +119,28 @@ pub fn give_back_hypervisor_frame(lab: &Lab) -> Result<Verdict, Msg> {
         Some(msg!("the M2P changed"))
     } else {
         r.is_ok().then(|| msg!("the hypervisor took back its own frame"))
+    };
+    Ok(judge(r, effect))
+}
+
+/// `decrease_reservation` of the shared-info frame, which the hypervisor
+/// keeps writing (event and time state): giving it back would let the
+/// frame be reused while the hypervisor still writes into it. It runs last:
+/// it leaves shared info unmapped.
+pub fn give_back_shared_info(_: &Lab) -> Result<Verdict, Msg> {
+    let maddr = guest_kernel::runtime::start_info().shared_info;
+    // Drop our own mapping first, so only the hypervisor's use remains.
+    // SAFETY: the window is reserved for shared info; nothing else points
+    // into it, and it is mapped again below.
+    unsafe { hv().update_va_mapping(guest_kernel::entry::shared_info_window(), 0, UVMF_INVLPG) }
+        .map_err(|e| msg!("unmapping shared info: {e}"))?;
+    let before = reservation()?;
+    let r = give_back(maddr >> 12);
+    let after = reservation()?;
+    let effect = if after != before {
+        Some(msg!("the reservation went from {before} to {after}"))
+    } else {
+        r.is_ok().then(|| msg!("the shared-info frame was given back"))
     };
     Ok(judge(r, effect))
 }
