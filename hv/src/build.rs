@@ -11,7 +11,7 @@
 
 use crate::domain::Domain;
 use crate::guest::bytes_of;
-use crate::layout::{FIRST_RESERVED_L4_SLOT, LAST_RESERVED_L4_SLOT, PAGE_SIZE};
+use crate::layout::{FIRST_RESERVED_L4_SLOT, PAGE_SIZE, RESERVED_L4_SLOTS};
 use crate::mm::frame::DomId;
 use crate::mm::memmap::FrameRange;
 use crate::mm::pagetable::pte;
@@ -19,9 +19,6 @@ use crate::mm::Mfn;
 use crate::regs::Regs;
 use abi::boot::{self, BootError, Kernel, Layout, Role, StartInfoParams};
 use abi::start_info::{SIF_INITDOMAIN, SIF_PRIVILEGED};
-
-/// Number of reserved L4 slots the hypervisor fills in every guest L4.
-pub const RESERVED_L4_SLOTS: usize = LAST_RESERVED_L4_SLOT - FIRST_RESERVED_L4_SLOT + 1;
 
 /// Write access to machine frames.
 pub trait MachineFrames {

@@ -21,6 +21,8 @@ pub const HYPERVISOR_VIRT_END: u64 = 0xFFFF_8800_0000_0000;
 pub const FIRST_RESERVED_L4_SLOT: usize = l4_slot(HYPERVISOR_VIRT_START);
 /// Last reserved L4 slot (inclusive).
 pub const LAST_RESERVED_L4_SLOT: usize = l4_slot(HYPERVISOR_VIRT_END - 1);
+/// Number of reserved L4 slots, which every guest L4 shares.
+pub const RESERVED_L4_SLOTS: usize = LAST_RESERVED_L4_SLOT - FIRST_RESERVED_L4_SLOT + 1;
 
 /// Start of the guest-readable machine-to-physical table.
 pub const MACH2PHYS_VIRT_START: u64 = HYPERVISOR_VIRT_START;

@@ -3,7 +3,9 @@
 
 use crate::arch::{cpu, paging};
 use crate::setup::FRAMES;
-use hv::layout::{DIRECTMAP_START, FIRST_RESERVED_L4_SLOT, LAST_RESERVED_L4_SLOT, MACH2PHYS_VIRT_START, PAGE_SIZE};
+use hv::layout::{
+    DIRECTMAP_START, FIRST_RESERVED_L4_SLOT, LAST_RESERVED_L4_SLOT, MACH2PHYS_VIRT_START, PAGE_SIZE, RESERVED_L4_SLOTS,
+};
 use hv::mm::frame::FrameUse;
 use hv::mm::pagetable::{self, pte, MapError, TableMemory};
 use hv::mm::pagetype::{GuestFrames, PageTypes, Policy};
@@ -143,10 +145,10 @@ pub fn set_m2p(mfn: Mfn, pfn: u64) {
 
 /// The hypervisor's L4 entries for the reserved slots 256–271, to copy
 /// into every guest's L4.
-pub fn hypervisor_l4_slots() -> [u64; LAST_RESERVED_L4_SLOT - FIRST_RESERVED_L4_SLOT + 1] {
+pub fn hypervisor_l4_slots() -> [u64; RESERVED_L4_SLOTS] {
     let mut tables = DirectTables;
     let l4 = tables.table(paging::idle_l4_mfn());
-    let mut slots = [0; LAST_RESERVED_L4_SLOT - FIRST_RESERVED_L4_SLOT + 1];
+    let mut slots = [0; RESERVED_L4_SLOTS];
     slots.copy_from_slice(&l4[FIRST_RESERVED_L4_SLOT..=LAST_RESERVED_L4_SLOT]);
     slots
 }

@@ -10,7 +10,6 @@
 
 use crate::domain::Vcpu;
 use crate::guest::{self, GuestMemory, GuestPtr};
-use crate::layout::is_canonical;
 use crate::regs::{rflags, Regs, GUEST_CS64, GUEST_SS, SYSCALL_VECTOR};
 use abi::arch::XEN_EMULATE_PREFIX;
 use abi::shared_info::VcpuInfo;
@@ -308,12 +307,6 @@ pub fn guest_cpuid(cpu: &mut dyn GuestCpu, leaf: u32, subleaf: u32) -> [u32; 4] 
         r[2] = (r[2] & !(ECX_VMX | ECX_SMX | ECX_MONITOR)) | ECX_HYPERVISOR;
     }
     r
-}
-
-/// Checks a guest-supplied code address before the hypervisor ever returns
-/// to it: `iretq` to a non-canonical `rip` would fault in the hypervisor.
-pub const fn valid_guest_rip(rip: u64) -> bool {
-    is_canonical(rip)
 }
 
 #[cfg(test)]

@@ -96,11 +96,9 @@
 use super::frame::{DomId, FrameTable, FrameUse};
 use super::pagetable::pte;
 use super::Mfn;
+pub use crate::layout::RESERVED_L4_SLOTS;
 use crate::layout::{FIRST_RESERVED_L4_SLOT, LAST_RESERVED_L4_SLOT};
 use abi::errno::Errno;
-
-/// Number of L4 slots reserved for the hypervisor (256–271).
-pub const RESERVED_L4_SLOTS: usize = LAST_RESERVED_L4_SLOT - FIRST_RESERVED_L4_SLOT + 1;
 
 /// Entries per page-table frame.
 const ENTRIES: usize = 512;
