@@ -78,8 +78,7 @@ pub fn init_m2p(frames: u64) -> Result<(), &'static str> {
         })?;
     }
     *M2P.lock() = Some((run.start, frames));
-    // SAFETY: only added mappings in the idle tables; flush to be plain.
-    unsafe { cpu::write_cr3(cpu::read_cr3()) };
+    cpu::flush_tlb();
     log::debug!("m2p: {} frames at {:#x}, mapped at {:#x}", pages, run.start << 12, MACH2PHYS_VIRT_START);
     Ok(())
 }
@@ -101,8 +100,7 @@ impl GuestFrames for DirectGuestFrames {
 
     fn flush_before_retype(&mut self, _mfn: Mfn) {
         // One CPU: flushing this TLB drops every stale writable mapping.
-        // SAFETY: reloading CR3 only flushes non-global translations.
-        unsafe { cpu::write_cr3(cpu::read_cr3()) };
+        cpu::flush_tlb();
     }
 }
 

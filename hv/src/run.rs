@@ -158,8 +158,7 @@ impl Platform for Machine {
         crate::memory::set_m2p(mfn, crate::memory::INVALID_M2P_ENTRY);
         // The guest may still hold a stale translation of the frame it
         // unmapped; the frame's next owner must not share it.
-        // SAFETY: reloading CR3 only flushes the TLB.
-        unsafe { cpu::write_cr3(cpu::read_cr3()) };
+        cpu::flush_tlb();
         Ok(())
     }
 
@@ -174,8 +173,7 @@ impl Platform for Machine {
     fn flush_tlb(&mut self, va: Option<u64>) {
         match va {
             Some(va) => cpu::invlpg(va),
-            // SAFETY: reloading the current CR3 only flushes the TLB.
-            None => unsafe { cpu::write_cr3(cpu::read_cr3()) },
+            None => cpu::flush_tlb(),
         }
     }
 }

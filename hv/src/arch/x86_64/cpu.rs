@@ -101,6 +101,19 @@ pub fn swapgs() {
     unsafe { asm!("swapgs", options(nomem, nostack, preserves_flags)) }
 }
 
+/// Flushes this CPU's whole TLB, global entries included. A CR3 reload
+/// would keep global translations, and guests may set G in their L1
+/// entries: a flush meant to end a guest's access to a frame must drop
+/// those too. Toggling CR4.PGE does (SDM 4.10.4.1).
+pub fn flush_tlb() {
+    let cr4 = read_cr4();
+    // SAFETY: clearing and restoring PGE changes no mapping; it only
+    // invalidates every TLB entry.
+    unsafe {
+        asm!("mov cr4, {0}", "mov cr4, {1}", in(reg) cr4 & !CR4_PGE, in(reg) cr4, options(nostack, preserves_flags))
+    }
+}
+
 /// Invalidates the TLB entry for one virtual address.
 pub fn invlpg(va: u64) {
     // SAFETY: invalidating a TLB entry only makes the next access walk the

@@ -1,7 +1,5 @@
 //! The hypervisor's own page tables (the boot tables, for now).
 
-use super::cpu::{read_cr3, write_cr3};
-
 extern "C" {
     /// The boot L4 (boot.rs).
     static mut boot_pml4: [u64; 512];
@@ -15,8 +13,7 @@ pub fn drop_identity_map() {
     // nothing else referring to it; we run from the image mapping (slot
     // 261) on a stack in it, so nothing in use goes through slot 0.
     unsafe { (*l4)[0] = 0 };
-    // SAFETY: same tables, minus the identity map: a full TLB flush.
-    unsafe { write_cr3(read_cr3()) };
+    super::cpu::flush_tlb();
 }
 
 /// The machine frame of the hypervisor's own (idle) L4.
