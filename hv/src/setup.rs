@@ -197,9 +197,8 @@ fn start_dom0(module: &Module, mem_bytes: u64) -> ! {
     {
         let mut frames = FRAMES.lock();
         if let Some(table) = frames.as_mut() {
-            for mfn in
-                FrameRange::covering(module.start, module.end).start..FrameRange::covering(module.start, module.end).end
-            {
+            let image = FrameRange::covering(module.start, module.end);
+            for mfn in image.start..image.end {
                 let _ = table.free(mfn);
             }
         }

@@ -52,9 +52,7 @@ enum Change {
 fn reserve(ctx: &mut Ctx<'_>, arg: GuestPtr, change: Change) -> Result<u64, Errno> {
     // As in Xen, an unreadable argument is simply no extents done.
     let Ok(r) = guest::read_obj::<XenMemoryReservation, _>(ctx.mem, arg) else { return Ok(0) };
-    if r.domid != DOMID_SELF && r.domid != ctx.domain.id {
-        return Err(if ctx.domain.privileged { Errno::ESRCH } else { Errno::EPERM });
-    }
+    ctx.own_domain(r.domid.into())?;
     if r.extent_order != 0 {
         return Err(Errno::EINVAL);
     }

@@ -6,7 +6,7 @@
 //! writable by it and only ever reference its own frames.
 
 use super::{Action, Ctx};
-use crate::guest::{self, range_ok, GuestPtr};
+use crate::guest::{self, range_ok, GuestPtr, Pod};
 use crate::mm::frame::{DomId, FrameUse};
 use crate::mm::pagetable::{index, pte};
 use crate::mm::pagetype::{GuestFrames, Level, PageType, PageTypes, PtError};
@@ -27,19 +27,6 @@ fn with_engine<T>(
     let mut out = default;
     ctx.platform.page_types(&mut |pt| out = op(pt));
     out
-}
-
-/// Checks `foreigndom`: the caller itself. Acting on another domain's
-/// tables needs the toolstack (a later issue): a privileged caller gets
-/// `-ESRCH` (no such domain yet), others `-EPERM`.
-fn own_domain(ctx: &Ctx<'_>, foreigndom: u64) -> Result<(), Errno> {
-    if foreigndom == u64::from(DOMID_SELF) || foreigndom == u64::from(ctx.domain.id) {
-        Ok(())
-    } else if ctx.domain.privileged {
-        Err(Errno::ESRCH)
-    } else {
-        Err(Errno::EPERM)
-    }
 }
 
 /// The L1 table that maps `va` under the validated L4 `l4`.
@@ -81,7 +68,7 @@ pub(super) fn update_va_mapping(ctx: &mut Ctx<'_>, [va, val, flags, ..]: [u64; 5
 /// Foreign frames need a second domain, which does not exist yet: another
 /// `domid` is `-ESRCH`; its own id works as `update_va_mapping`.
 pub(super) fn update_va_mapping_otherdomain(ctx: &mut Ctx<'_>, [va, val, flags, domid, _]: [u64; 5]) -> Action {
-    match own_domain(ctx, domid) {
+    match ctx.own_domain(domid) {
         Ok(()) => update_va_mapping(ctx, [va, val, flags, 0, 0]),
         Err(e) => Action::Return(Err(e)),
     }
@@ -93,18 +80,32 @@ pub(super) fn update_va_mapping_otherdomain(ctx: &mut Ctx<'_>, [va, val, flags, 
 /// at machine address `ptr` (normal, or keeping the hardware's A/D bits),
 /// or an M2P entry for machine frame `ptr >> 12`.
 pub(super) fn mmu_update(ctx: &mut Ctx<'_>, [reqs, count, done_ptr, foreigndom, ..]: [u64; 5]) -> Action {
-    if let Err(e) = own_domain(ctx, foreigndom) {
+    let dom = ctx.domain.id;
+    batch(ctx, foreigndom, GuestPtr(reqs), count, done_ptr, |ctx, req: MmuUpdate| one_update(ctx, dom, req))
+}
+
+/// Runs a batch of `count` requests of type `T` read one by one from
+/// `list`, in order, stopping at the first failure (an unreadable request
+/// is `-EFAULT`); `*done` gets how many succeeded.
+fn batch<T: Pod>(
+    ctx: &mut Ctx<'_>,
+    foreigndom: u64,
+    list: GuestPtr,
+    count: u64,
+    done_ptr: u64,
+    mut one: impl FnMut(&mut Ctx<'_>, T) -> Result<(), Errno>,
+) -> Action {
+    if let Err(e) = ctx.own_domain(foreigndom) {
         return Action::Return(Err(e));
     }
-    let dom = ctx.domain.id;
+    let size = core::mem::size_of::<T>() as u64;
     let mut done = 0u64;
     let mut result = Ok(0);
     while done < count {
-        let Ok(req) = guest::read_obj::<MmuUpdate, _>(ctx.mem, GuestPtr(reqs).add(done.wrapping_mul(16))) else {
-            result = Err(Errno::EFAULT);
-            break;
-        };
-        if let Err(e) = one_update(ctx, dom, req) {
+        let r = guest::read_obj::<T, _>(ctx.mem, list.add(done.wrapping_mul(size)))
+            .map_err(|_| Errno::EFAULT)
+            .and_then(|req| one(ctx, req));
+        if let Err(e) = r {
             result = Err(e);
             break;
         }
@@ -150,41 +151,20 @@ fn write_done(ctx: &mut Ctx<'_>, done_ptr: u64, done: u64) {
 /// many succeeded. With one CPU, the `MULTI` and `ALL` flush variants are
 /// the local ones.
 pub(super) fn mmuext_op(ctx: &mut Ctx<'_>, [ops, count, done_ptr, foreigndom, ..]: [u64; 5]) -> Action {
-    if let Err(e) = own_domain(ctx, foreigndom) {
-        return Action::Return(Err(e));
-    }
-    let mut done = 0u64;
-    let mut result = Ok(0);
-    while done < count {
-        let Ok(op) = guest::read_obj::<MmuextOp, _>(ctx.mem, GuestPtr(ops).add(done.wrapping_mul(24))) else {
-            result = Err(Errno::EFAULT);
-            break;
-        };
-        if let Err(e) = one_ext_op(ctx, op) {
-            result = Err(e);
-            break;
-        }
-        done += 1;
-    }
-    write_done(ctx, done_ptr, done);
-    Action::Return(result)
+    batch(ctx, foreigndom, GuestPtr(ops), count, done_ptr, one_ext_op)
 }
 
 fn one_ext_op(ctx: &mut Ctx<'_>, op: MmuextOp) -> Result<(), Errno> {
     let dom = ctx.domain.id;
     let mfn = op.arg1;
-    let level = match op.cmd {
-        MMUEXT_PIN_L1_TABLE => Some(Level::L1),
-        MMUEXT_PIN_L2_TABLE => Some(Level::L2),
-        MMUEXT_PIN_L3_TABLE => Some(Level::L3),
-        MMUEXT_PIN_L4_TABLE => Some(Level::L4),
-        _ => None,
+    let pin = |ctx: &mut Ctx<'_>, level| {
+        with_engine(ctx, Err(Errno::EINVAL), |pt| pt.pin(dom, mfn, level).map_err(PtError::errno))
     };
     match op.cmd {
-        _ if level.is_some() => {
-            let level = level.expect("matched above");
-            with_engine(ctx, Err(Errno::EINVAL), |pt| pt.pin(dom, mfn, level).map_err(PtError::errno))
-        }
+        MMUEXT_PIN_L1_TABLE => pin(ctx, Level::L1),
+        MMUEXT_PIN_L2_TABLE => pin(ctx, Level::L2),
+        MMUEXT_PIN_L3_TABLE => pin(ctx, Level::L3),
+        MMUEXT_PIN_L4_TABLE => pin(ctx, Level::L4),
         MMUEXT_UNPIN_TABLE => with_engine(ctx, Err(Errno::EINVAL), |pt| pt.unpin(dom, mfn).map_err(PtError::errno)),
         MMUEXT_NEW_BASEPTR => {
             let mut slot = ctx.domain.vcpu.kernel_table;

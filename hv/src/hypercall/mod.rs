@@ -83,6 +83,22 @@ pub struct Ctx<'a> {
     pub platform: &'a mut dyn Platform,
 }
 
+impl Ctx<'_> {
+    /// Checks a domain argument (`foreigndom`, a reservation's `domid`)
+    /// names the caller itself. Acting on another domain needs the
+    /// toolstack: a privileged caller gets `-ESRCH` (no such domain yet),
+    /// others `-EPERM`.
+    pub fn own_domain(&self, domid: u64) -> Result<(), Errno> {
+        if domid == u64::from(abi::mm::DOMID_SELF) || domid == u64::from(self.domain.id) {
+            Ok(())
+        } else if self.domain.privileged {
+            Err(Errno::ESRCH)
+        } else {
+            Err(Errno::EPERM)
+        }
+    }
+}
+
 impl core::fmt::Debug for Ctx<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Ctx").field("regs", &self.regs).field("domain", &self.domain.id).finish_non_exhaustive()
