@@ -46,6 +46,21 @@ pub fn init() {
         _ => log::warn!("time: TSC {} MHz; the RTC gave no valid date, wall clock starts at 1970", hz / 1_000_000),
     }
     *CLOCK.lock() = Some(Clock { scale, boot_tsc, boot_unix_ns });
+    crate::arch::apic::init(hz);
+}
+
+/// System time: nanoseconds since boot.
+pub fn now() -> u64 {
+    let Some(c) = *CLOCK.lock() else { return 0 };
+    c.scale.ticks_to_ns(clock::rdtsc().wrapping_sub(c.boot_tsc))
+}
+
+/// Brings a vCPU's time record up to date (the version protocol is
+/// [`time::publish`]'s).
+pub fn publish_vcpu(info: &mut abi::shared_info::VcpuTimeInfo) {
+    let Some(c) = *CLOCK.lock() else { return };
+    let tsc = clock::rdtsc();
+    time::publish(info, c.scale, tsc, c.scale.ticks_to_ns(tsc.wrapping_sub(c.boot_tsc)));
 }
 
 /// Publishes time to a domain's shared-info page: the wall clock and vCPU

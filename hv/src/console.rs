@@ -38,6 +38,12 @@ pub fn emergency(args: fmt::Arguments<'_>) {
     let _ = write!(Serial, "(HV) {args}");
 }
 
+/// Writes the prefix that starts each line of domain `dom`'s console
+/// output (`(d1) `, as Xen marks guest output).
+pub fn guest_prefix(dom: u16) {
+    let _ = write!(Serial, "(d{dom}) ");
+}
+
 struct Logger;
 
 impl log::Log for Logger {

@@ -58,6 +58,36 @@ pub struct Vcpu {
     pub gs_base_kernel: u64,
     /// GS base while in guest user mode.
     pub gs_base_user: u64,
+    /// Where the `vcpu_info` lives if the guest moved it out of the
+    /// shared-info page (`VCPUOP_register_vcpu_info`): frame and byte
+    /// offset. The frame holds a writable-type reference for the domain.
+    pub vcpu_info_at: Option<(Mfn, u32)>,
+    /// The single-shot timer's deadline in system time (ns), if armed.
+    pub timer: Option<u64>,
+    /// What the vCPU waits for in `SCHEDOP_poll`, while it polls.
+    pub poll: Option<Poll>,
+}
+
+/// Most ports one `SCHEDOP_poll` may wait on (Xen's limit).
+pub const MAX_POLL_PORTS: usize = 128;
+
+/// A `SCHEDOP_poll` in progress: the vCPU wakes when one of `ports` is
+/// pending, an upcall is due, or at `deadline`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Poll {
+    /// The ports (each valid in the domain when the poll began).
+    pub ports: [u16; MAX_POLL_PORTS],
+    /// How many of `ports` are used.
+    pub count: u8,
+    /// System time (ns) at which the poll gives up; `None`: never.
+    pub deadline: Option<u64>,
+}
+
+impl Poll {
+    /// The ports polled.
+    pub fn ports(&self) -> &[u16] {
+        &self.ports[..usize::from(self.count).min(MAX_POLL_PORTS)]
+    }
 }
 
 impl Vcpu {
@@ -91,6 +121,9 @@ impl Vcpu {
             fs_base: 0,
             gs_base_kernel: 0,
             gs_base_user: 0,
+            vcpu_info_at: None,
+            timer: None,
+            poll: None,
         }
     }
 }

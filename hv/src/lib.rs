@@ -5,6 +5,7 @@
 //! their tests. Nothing here may use `cfg(target_arch)` or `cfg(target_os)`.
 #![cfg_attr(not(test), no_std)]
 
+pub mod bootmod;
 pub mod build;
 pub mod cmdline;
 pub mod descriptor;

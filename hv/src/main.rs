@@ -12,6 +12,8 @@ mod clock;
 #[cfg(target_os = "none")]
 mod console;
 #[cfg(target_os = "none")]
+mod domains;
+#[cfg(target_os = "none")]
 mod memory;
 #[cfg(target_os = "none")]
 mod run;

@@ -1,52 +1,64 @@
-//! Running guests: the running domain, and what happens on each entry
-//! from it (a hypercall or an exception).
+//! Running guests: what happens on each entry from the running domain (a
+//! hypercall, an exception, the timer interrupt), and sharing the CPU
+//! among domains.
+//!
+//! An entry is handled in two steps. [`handle`] works on the running
+//! domain alone, holding its slot, and says what should happen next
+//! ([`Next`]). [`after`] then acts on every domain: it wakes vCPUs whose
+//! events arrived, fires expired timers, asks the scheduler what runs next
+//! and switches to it (or idles), re-arms the timer interrupt, and finally
+//! delivers a due event upcall to whichever vCPU is about to run.
 
-use crate::arch::{cpu, serial, traps};
+use crate::arch::{apic, cpu, gdt, serial, traps};
 use crate::console;
+use crate::domains::{self, AllEvents, Slot, DOMAINS, EVENTS, SCHED, SIGNALS, TIMERS};
 use crate::setup::FRAMES;
 use abi::arch::SegmentBase;
 use abi::errno::Errno;
-use abi::sched::ShutdownReason;
-use abi::shared_info::SharedInfo;
-use hv::domain::{Domain, Stopped};
+use abi::sched::{ShutdownReason, VIRQ_DOM_EXC, VIRQ_TIMER};
+use abi::shared_info::VcpuInfo;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use hv::domain::Stopped;
+use hv::event::Signal;
 use hv::exit::Exit;
 use hv::guest::{Fault, GuestMemory, GuestPtr};
 use hv::hypercall::{self, Action, Ctx, Platform};
-use hv::layout::{DIRECTMAP_START, PAGE_SIZE};
 use hv::mm::frame::{DomId, FrameUse};
 use hv::mm::pagetype::{GuestFrames, PageTypes};
 use hv::mm::Mfn;
 use hv::regs::{Regs, SYSCALL_VECTOR};
-use hv::sync::SpinLock;
+use hv::sched::{VcpuId, NO_DEADLINE};
 use hv::trap::{self, Exception};
 
-/// A domain ready to run on this CPU.
-#[derive(Debug)]
-pub struct Guest {
-    /// The domain.
-    pub domain: Domain,
-    /// Its shared-info frame.
-    pub shared_info: Mfn,
+/// No domain is on the CPU.
+const NONE: u32 = u32::MAX;
+
+/// The domain on the CPU ([`NONE`] while idle).
+static CURRENT: AtomicU32 = AtomicU32::new(NONE);
+/// Whether dom0 exists: the machine stops with it. Without one, the
+/// machine powers off when the last domain stops.
+static HAVE_DOM0: AtomicBool = AtomicBool::new(false);
+/// A timer deadline changed since the timer interrupt was armed.
+static TIMERS_CHANGED: AtomicBool = AtomicBool::new(false);
+
+/// Whether each domain's console output is at the start of a line.
+static AT_LINE_START: [AtomicBool; domains::MAX_DOMAINS] = [const { AtomicBool::new(true) }; domains::MAX_DOMAINS];
+
+/// vCPU 0 of `dom`, as the scheduler names it.
+fn vcpu0(dom: DomId) -> VcpuId {
+    VcpuId::new(dom, 0)
 }
 
-/// The guest running on this CPU.
-static CURRENT: SpinLock<Option<Guest>> = SpinLock::new(None);
-
-/// The shared-info page of frame `mfn`, through the direct map.
-fn shared_info(mfn: Mfn) -> *mut SharedInfo {
-    (DIRECTMAP_START + mfn * PAGE_SIZE) as *mut SharedInfo
-}
-
-/// Starts `guest` with registers `regs` on page tables `cr3`.
-pub fn start(guest: Guest, regs: &Regs) -> ! {
-    let cr3 = guest.domain.vcpu.cr3();
-    log::info!("d{}: starting at rip {:#x}", guest.domain.id, regs.rip);
-    *CURRENT.lock() = Some(guest);
-    // SAFETY: the builder made `cr3` a complete address space whose
-    // hypervisor slots are the hypervisor's own, so this code, its stack and
-    // the direct map stay mapped.
-    unsafe { cpu::write_cr3(cr3) };
-    traps::resume_guest(regs)
+/// Starts running the domains in [`DOMAINS`]: the scheduler picks the
+/// first. `dom0` says whether domain 0 is among them.
+pub fn start(dom0: bool) -> ! {
+    HAVE_DOM0.store(dom0, Ordering::Relaxed);
+    let mut regs = Regs::default();
+    schedule(&mut regs, true);
+    deliver_upcall(&mut regs);
+    let cur = CURRENT.load(Ordering::Relaxed);
+    log::info!("d{cur}: starting at rip {:#x}", regs.rip);
+    traps::resume_guest(&regs)
 }
 
 /// The running guest's address space, through its own page tables.
@@ -65,8 +77,10 @@ impl GuestMemory for CurrentSpace {
     }
 }
 
-/// The hardware, as hypercall handlers see it.
-struct Machine;
+/// The hardware, as hypercall handlers see it, on behalf of domain `dom`.
+struct Machine {
+    dom: DomId,
+}
 
 impl trap::GuestCpu for Machine {
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
@@ -80,13 +94,29 @@ impl trap::GuestCpu for Machine {
         // for, whose hypervisor slots are the hypervisor's own.
         unsafe { cpu::write_cr3(cr3) };
     }
+
+    fn data_selectors(&mut self) -> trap::DataSelectors {
+        let [ds, es, fs, gs] = cpu::data_selectors();
+        trap::DataSelectors { ds, es, fs, gs }
+    }
 }
 
 impl Platform for Machine {
     fn console_write(&mut self, domain: DomId, bytes: &[u8]) {
-        // Dom0 writes straight to the console, as on Xen.
-        let _ = domain;
-        serial::write_bytes(bytes);
+        // Dom0 writes straight to the console, as on Xen; other domains'
+        // lines are prefixed with their id, as Xen's guest console logging
+        // does.
+        let Some(at_start) = AT_LINE_START.get(usize::from(domain)).filter(|_| domain != 0) else {
+            serial::write_bytes(bytes);
+            return;
+        };
+        for line in bytes.split_inclusive(|&b| b == b'\n') {
+            if at_start.load(Ordering::Relaxed) {
+                console::guest_prefix(domain);
+            }
+            serial::write_bytes(line);
+            at_start.store(line.ends_with(b"\n"), Ordering::Relaxed);
+        }
     }
 
     fn console_read(&mut self, buf: &mut [u8]) -> usize {
@@ -102,17 +132,7 @@ impl Platform for Machine {
     }
 
     fn load_segment_base(&mut self, which: SegmentBase, value: u64) {
-        match which {
-            // SAFETY: the handler checked the value is canonical; these MSRs
-            // only affect guest segments, which the hypervisor does not use.
-            SegmentBase::Fs => unsafe { cpu::wrmsr(cpu::MSR_FS_BASE, value) },
-            // SAFETY: as above.
-            SegmentBase::GsKernel => unsafe { cpu::wrmsr(cpu::MSR_GS_BASE, value) },
-            // SAFETY: as above.
-            SegmentBase::GsUser => unsafe { cpu::wrmsr(cpu::MSR_SHADOW_GS_BASE, value) },
-            // SAFETY: the handler allows only the null and flat data selectors.
-            SegmentBase::GsUserSel => unsafe { cpu::load_user_gs_selector(value as u16) },
-        }
+        load_segment_base(which, value);
     }
 
     fn page_types(&mut self, op: &mut dyn FnMut(&mut PageTypes<'_, '_, dyn GuestFrames>)) {
@@ -130,11 +150,11 @@ impl Platform for Machine {
     }
 
     fn load_gdt(&mut self, descriptors: &mut dyn Iterator<Item = u64>) {
-        crate::arch::gdt::load_guest_entries(descriptors);
+        gdt::load_guest_entries(descriptors);
     }
 
     fn set_gdt_entry(&mut self, index: usize, descriptor: u64) {
-        crate::arch::gdt::set_guest_entry(index, descriptor);
+        gdt::set_guest_entry(index, descriptor);
     }
 
     fn alloc_domain_frame(&mut self, dom: DomId) -> Option<Mfn> {
@@ -176,106 +196,472 @@ impl Platform for Machine {
             None => cpu::flush_tlb(),
         }
     }
+
+    fn now(&mut self) -> u64 {
+        crate::clock::now()
+    }
+
+    fn with_domains(&mut self, current: &mut VcpuInfo, op: &mut dyn FnMut(&mut dyn hv::event::Domains)) {
+        let mut table = EVENTS.lock();
+        op(&mut AllEvents::new(&mut table, Some((self.dom, current))));
+    }
+
+    fn notify(&mut self, signal: Signal) {
+        SIGNALS.lock().push(signal);
+    }
+
+    fn set_timer(&mut self, deadline: Option<u64>) {
+        if let Some(t) = TIMERS.lock().get_mut(usize::from(self.dom)) {
+            t.singleshot = deadline;
+        }
+        TIMERS_CHANGED.store(true, Ordering::Relaxed);
+    }
+
+    fn place_vcpu_info(&mut self, mfn: Mfn, offset: u32, info: &VcpuInfo) {
+        let at = Some((mfn, offset));
+        if let Some(slot) = EVENTS.lock().get_mut(usize::from(self.dom)).filter(|s| s.live) {
+            // SAFETY: the handler took a writable-type reference on `mfn`
+            // for this domain and checked the `vcpu_info` fits in the page.
+            unsafe { domains::vcpu_info_ptr(slot.shared_info, at).write(*info) };
+            slot.vcpu_info_at = at;
+        }
+    }
+}
+
+fn load_segment_base(which: SegmentBase, value: u64) {
+    match which {
+        // SAFETY: the value is canonical (checked by the handler or saved
+        // from one); these MSRs only affect guest segments, which the
+        // hypervisor does not use.
+        SegmentBase::Fs => unsafe { cpu::wrmsr(cpu::MSR_FS_BASE, value) },
+        // SAFETY: as above.
+        SegmentBase::GsKernel => unsafe { cpu::wrmsr(cpu::MSR_GS_BASE, value) },
+        // SAFETY: as above.
+        SegmentBase::GsUser => unsafe { cpu::wrmsr(cpu::MSR_SHADOW_GS_BASE, value) },
+        // SAFETY: the handler allows only the null and flat data selectors.
+        SegmentBase::GsUserSel => unsafe { cpu::load_user_gs_selector(value as u16) },
+    }
+}
+
+/// What the running domain's entry leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Back to it.
+    Resume,
+    /// The timer interrupt: timers and time slices may have ended.
+    Tick,
+    /// It yields the CPU.
+    Yield,
+    /// It waits for an event (block, or poll).
+    Wait,
+    /// It stopped.
+    Stopped(Stopped),
 }
 
 /// Handles an entry from the running guest; on return the frame says where
-/// it resumes.
+/// to resume (possibly another guest).
 pub fn from_guest(regs: &mut Regs) {
-    handle(regs);
-    // The one way back to a guest is `iretq`, which faults in the
-    // hypervisor on a non-canonical `rip`. Handlers validate every address
-    // they install, but emulation steps `rip` past an instruction, which
-    // can cross the top of the lower half: never let that reach `iretq`.
-    if !hv::layout::is_canonical(regs.rip) {
-        let mut current = CURRENT.lock();
-        if let Some(guest) = current.as_mut() {
-            crash(guest, regs, "resumed at a non-canonical rip");
-        }
-    }
+    let cur = CURRENT.load(Ordering::Relaxed);
+    let next = match DomId::try_from(cur).ok().and_then(|d| DOMAINS.get(usize::from(d))) {
+        Some(lock) => match lock.lock().as_mut() {
+            Some(slot) => handle(regs, slot),
+            None => no_guest(regs),
+        },
+        None => no_guest(regs),
+    };
+    after(regs, cur as DomId, next);
 }
 
-fn handle(regs: &mut Regs) {
-    let mut current = CURRENT.lock();
-    let Some(guest) = current.as_mut() else {
-        console::emergency(format_args!(
-            "FATAL: {} from ring 3 at rip {:#x} with no guest running\n",
-            traps::vector_name(regs.vector),
-            regs.rip
-        ));
-        traps::stop_with(Exit::HypervisorFault)
-    };
-    // SAFETY: the shared-info frame belongs to this domain for its whole
-    // life and the hypervisor is the only other user; nothing else holds a
-    // reference while the guest is not running.
-    let vinfo = unsafe { &mut (*shared_info(guest.shared_info)).vcpu_info[0] };
-    if regs.vector == SYSCALL_VECTOR && !guest.domain.vcpu.kernel_mode {
-        if let Err(c) = trap::user_syscall(regs, &mut guest.domain.vcpu, vinfo, &mut CurrentSpace, &mut Machine) {
-            report_crash(guest, c);
-        }
-        return;
+fn no_guest(regs: &Regs) -> ! {
+    console::emergency(format_args!(
+        "FATAL: {} from ring 3 at rip {:#x} with no guest running\n",
+        traps::vector_name(regs.vector),
+        regs.rip
+    ));
+    traps::stop_with(Exit::HypervisorFault)
+}
+
+/// The running domain's `vcpu_info`.
+fn vcpu_info(slot: &Slot) -> &'static mut VcpuInfo {
+    let at = slot.domain.vcpu.vcpu_info_at;
+    // SAFETY: the frame belongs to this domain for its whole life (a
+    // registered one holds a type reference) and the hypervisor is the only
+    // other user; no guest runs while the hypervisor does, and the callers
+    // drop the reference before the event code makes another.
+    unsafe { &mut *domains::vcpu_info_ptr(slot.shared_info, at) }
+}
+
+/// The running domain's part of an entry.
+fn handle(regs: &mut Regs, slot: &mut Slot) -> Next {
+    let dom = slot.domain.id;
+    let vinfo = vcpu_info(slot);
+    if regs.vector == SYSCALL_VECTOR && !slot.domain.vcpu.kernel_mode {
+        return match trap::user_syscall(regs, &mut slot.domain.vcpu, vinfo, &mut CurrentSpace, &mut Machine { dom }) {
+            Ok(()) => Next::Resume,
+            Err(c) => report_crash(dom, c),
+        };
     }
     if regs.vector == SYSCALL_VECTOR {
-        let mut ctx = Ctx { regs, domain: &mut guest.domain, vinfo, mem: &mut CurrentSpace, platform: &mut Machine };
+        let mut machine = Machine { dom };
+        let mut ctx = Ctx { regs, domain: &mut slot.domain, vinfo, mem: &mut CurrentSpace, platform: &mut machine };
         let action = hypercall::dispatch(&mut ctx);
-        match hypercall::complete(regs, action) {
-            None => {}
-            Some(Action::Shutdown(reason)) => shut_down(guest, reason),
-            Some(Action::Crash(why)) => crash(guest, regs, why),
-            // complete() passes on only shutdowns and crashes; should that
-            // ever change, stopping the guest is safe where a panic is not.
-            Some(other) => {
-                log::error!("d{}: unexpected hypercall outcome {other:?}", guest.domain.id);
-                crash(guest, regs, "unexpected hypercall outcome")
+        return match hypercall::complete(regs, action) {
+            None => Next::Resume,
+            Some(Action::Yield) => Next::Yield,
+            Some(Action::Block | Action::Poll) => Next::Wait,
+            Some(Action::Shutdown(reason)) => {
+                log::info!("d{dom}: shut down ({reason:?})");
+                Next::Stopped(Stopped::Shutdown(reason))
             }
-        }
-        return;
+            Some(Action::Crash(why)) => {
+                log::error!("d{dom}: crashed at rip {:#x}: {why}", regs.rip);
+                Next::Stopped(Stopped::Crashed)
+            }
+            // complete() passes on nothing else; should that change,
+            // stopping the guest is safe where a panic is not.
+            Some(other) => {
+                log::error!("d{dom}: unexpected hypercall outcome {other:?}");
+                Next::Stopped(Stopped::Crashed)
+            }
+        };
     }
-    let Ok(vector) = u8::try_from(regs.vector) else { return };
+    let Ok(vector) = u8::try_from(regs.vector) else { return Next::Resume };
+    if vector == apic::TIMER_VECTOR {
+        apic::eoi();
+        return Next::Tick;
+    }
     if vector >= 32 {
-        // A spurious interrupt while the guest ran (all lines are masked).
-        return;
+        // Spurious: the PIC's lines are masked, the APIC's spurious vector.
+        return Next::Resume;
     }
     let exc = Exception { vector, cr2: cpu::read_cr2() };
-    if let Err(c) = trap::guest_exception(regs, &mut guest.domain.vcpu, vinfo, &mut CurrentSpace, exc, &mut Machine) {
-        report_crash(guest, c);
+    match trap::guest_exception(regs, &mut slot.domain.vcpu, vinfo, &mut CurrentSpace, exc, &mut Machine { dom }) {
+        Ok(()) => Next::Resume,
+        Err(c) => report_crash(dom, c),
     }
 }
 
-fn report_crash(guest: &mut Guest, c: trap::Crash) -> ! {
+fn report_crash(dom: DomId, c: trap::Crash) -> Next {
     log::error!(
-        "d{}: crashed: {} (vector {}) at rip {:#x}: {}",
-        guest.domain.id,
+        "d{dom}: crashed: {} (vector {}) at rip {:#x}: {}",
         traps::vector_name(c.vector),
         c.vector,
         c.rip,
         c.reason
     );
-    stop(guest, Stopped::Crashed)
+    Next::Stopped(Stopped::Crashed)
 }
 
-fn crash(guest: &mut Guest, regs: &Regs, why: &str) -> ! {
-    log::error!("d{}: crashed at rip {:#x}: {why}", guest.domain.id, regs.rip);
-    stop(guest, Stopped::Crashed)
+/// Everything after the running domain's part: wakeups, timers, the
+/// scheduler, and a due upcall.
+fn after(regs: &mut Regs, cur: DomId, next: Next) {
+    let mut resched = false;
+    match next {
+        Next::Resume => {}
+        Next::Tick => resched = true,
+        Next::Yield => resched = sched(|s| s.yield_(vcpu0(cur))),
+        Next::Wait => {
+            if let Some(Some(slot)) = DOMAINS.get(usize::from(cur)).map(|l| l.lock()).as_deref() {
+                if let Some(p) = slot.domain.vcpu.poll {
+                    TIMERS.lock()[usize::from(cur)].poll = p.deadline;
+                    TIMERS_CHANGED.store(true, Ordering::Relaxed);
+                }
+            }
+            resched = sched(|s| s.block(vcpu0(cur)));
+        }
+        Next::Stopped(how) => {
+            stop_domain(cur, how);
+            resched = true;
+        }
+    }
+    if next == Next::Tick || TIMERS_CHANGED.load(Ordering::Relaxed) {
+        resched |= fire_timers(crate::clock::now());
+    }
+    resched |= wake_signalled();
+    if resched || TIMERS_CHANGED.load(Ordering::Relaxed) {
+        schedule(regs, resched);
+    }
+    deliver_upcall(regs);
+    // The one way back to a guest is `iretq`, which faults in the
+    // hypervisor on a non-canonical `rip`. Handlers validate every address
+    // they install, but emulation steps `rip` past an instruction, which
+    // can cross the top of the lower half: never let that reach `iretq`.
+    if !hv::layout::is_canonical(regs.rip) {
+        let now = CURRENT.load(Ordering::Relaxed) as DomId;
+        log::error!("d{now}: crashed at rip {:#x}: resumed at a non-canonical rip", regs.rip);
+        after(regs, now, Next::Stopped(Stopped::Crashed));
+    }
 }
 
-fn shut_down(guest: &mut Guest, reason: ShutdownReason) -> ! {
-    log::info!("d{}: shut down ({reason:?})", guest.domain.id);
-    stop(guest, Stopped::Shutdown(reason))
+/// Runs `op` on the scheduler; `false` if there is none.
+fn sched(op: impl FnOnce(&mut hv::sched::Scheduler) -> Result<bool, hv::sched::SchedError>) -> bool {
+    SCHED.lock().as_mut().is_some_and(|s| op(s).unwrap_or(false))
 }
 
-/// Stops a domain. Dom0 is the only domain so far: when it stops, so
-/// does the machine, with a status that says how.
-fn stop(guest: &mut Guest, how: Stopped) -> ! {
-    // A code recorded with SCHEDOP_shutdown_code replaces the reason.
-    let how = match (how, guest.domain.shutdown_code) {
-        (Stopped::Shutdown(_) | Stopped::Crashed, Some(code)) => Stopped::Shutdown(code),
-        _ => how,
+/// Wakes `dom`'s vCPU for a signal, if it waits for it. `true`: it should
+/// preempt the running one.
+fn wake_for(dom: DomId, signal: Option<Signal>) -> bool {
+    let Some(lock) = DOMAINS.get(usize::from(dom)) else { return false };
+    let wake = {
+        let mut guard = lock.lock();
+        let Some(slot) = guard.as_mut() else { return false };
+        if slot.domain.stopped.is_some() {
+            return false;
+        }
+        let vcpu = &mut slot.domain.vcpu;
+        let polled = match (vcpu.poll, signal) {
+            (Some(p), Some(s)) => s.upcall || p.ports().contains(&(s.port.get() as u16)),
+            (Some(_), None) => true,
+            (None, Some(s)) => s.upcall,
+            // A poll's timeout, or lost signals: a spurious wakeup at worst.
+            (None, None) => true,
+        };
+        if polled && vcpu.poll.take().is_some() {
+            TIMERS.lock()[usize::from(dom)].poll = None;
+        }
+        polled
     };
-    guest.domain.stopped = Some(how);
-    let exit = match how {
-        Stopped::Shutdown(ShutdownReason::Poweroff) => Exit::PowerOff,
-        Stopped::Shutdown(ShutdownReason::Reboot) => Exit::Dom0Reboot,
-        Stopped::Shutdown(_) | Stopped::Crashed => Exit::Dom0Crash,
+    wake && sched(|s| s.wake(vcpu0(dom)))
+}
+
+/// Acts on queued signals. `true`: a woken vCPU should preempt.
+fn wake_signalled() -> bool {
+    let mut preempt = false;
+    loop {
+        let popped = {
+            let mut q = SIGNALS.lock();
+            match q.pop() {
+                Some(s) => Some(s),
+                None if q.overflowed => {
+                    q.overflowed = false;
+                    None
+                }
+                None => return preempt,
+            }
+        };
+        match popped {
+            Some(s) => preempt |= wake_for(s.dom, Some(s)),
+            // Some signals were lost: wake every waiting vCPU (a spurious
+            // wakeup, which the ABI allows).
+            None => {
+                for dom in 0..domains::MAX_DOMAINS as DomId {
+                    preempt |= wake_for(dom, None);
+                }
+            }
+        }
+    }
+}
+
+/// Fires every timer due by `now`: a single-shot timer raises the vCPU's
+/// `VIRQ_TIMER`, a poll's timeout wakes it. `true`: a woken vCPU should
+/// preempt.
+fn fire_timers(now: u64) -> bool {
+    let mut preempt = false;
+    for dom in 0..domains::MAX_DOMAINS {
+        let (shot, poll) = {
+            let mut timers = TIMERS.lock();
+            let t = &mut timers[dom];
+            let shot = t.singleshot.is_some_and(|d| d <= now);
+            let poll = t.poll.is_some_and(|d| d <= now);
+            if shot {
+                t.singleshot = None;
+            }
+            if poll {
+                t.poll = None;
+            }
+            (shot, poll)
+        };
+        if shot {
+            raise_virq(dom as DomId, VIRQ_TIMER);
+        }
+        if poll {
+            preempt |= wake_for(dom as DomId, None);
+        }
+    }
+    preempt
+}
+
+/// Raises `virq` in `dom` (queueing the wakeup).
+fn raise_virq(dom: DomId, virq: u32) {
+    let signal = {
+        let mut table = EVENTS.lock();
+        let mut all = AllEvents::new(&mut table, None);
+        hv::event::Domains::events(&mut all, dom).and_then(|ev| ev.channels.raise_virq(ev.state, virq, 0))
     };
-    traps::stop_with(exit)
+    if let Some(s) = signal {
+        SIGNALS.lock().push(s);
+    }
+}
+
+/// The earliest timer deadline of any domain.
+fn next_timer() -> Option<u64> {
+    TIMERS.lock().iter().filter_map(domains::Timers::next).min()
+}
+
+/// Asks the scheduler what runs next, switches to it (idling until
+/// something can run), and arms the timer interrupt for the next decision
+/// or timer. With `decide` false only the timer is re-armed.
+fn schedule(regs: &mut Regs, decide: bool) {
+    let mut slice = NO_DEADLINE;
+    if decide {
+        loop {
+            let now = crate::clock::now();
+            let d = SCHED.lock().as_mut().map(|s| s.schedule(now));
+            let Some(d) = d else { break };
+            slice = d.slice_ns;
+            match d.next {
+                Some(v) => {
+                    if u32::from(v.dom) != CURRENT.load(Ordering::Relaxed) {
+                        switch_to(regs, v.dom);
+                    }
+                    break;
+                }
+                None => idle(regs, slice),
+            }
+        }
+    }
+    TIMERS_CHANGED.store(false, Ordering::Relaxed);
+    arm_timer(slice);
+}
+
+/// Arms the timer interrupt for the earlier of `slice` from now and the
+/// next guest timer.
+fn arm_timer(slice: u64) {
+    let now = crate::clock::now();
+    let timer = next_timer().map(|t| t.saturating_sub(now));
+    match (slice != NO_DEADLINE).then_some(slice).into_iter().chain(timer).min() {
+        Some(ns) => apic::arm(ns),
+        None => apic::disarm(),
+    }
+}
+
+/// Nothing can run: puts the running domain (if any) aside and halts
+/// until an interrupt, handling timers and wakeups, until the scheduler
+/// has something to run (left for the caller to pick).
+fn idle(regs: &mut Regs, slice: u64) {
+    save_current(regs);
+    loop {
+        arm_timer(slice);
+        cpu::wait_for_interrupt();
+        let now = crate::clock::now();
+        let woke = fire_timers(now) | wake_signalled();
+        let due = slice != NO_DEADLINE;
+        if woke || due {
+            return;
+        }
+    }
+}
+
+/// Saves the running domain's registers and selectors into its slot;
+/// afterwards no domain is current.
+fn save_current(regs: &Regs) {
+    let cur = CURRENT.swap(NONE, Ordering::Relaxed);
+    if let Some(lock) = DomId::try_from(cur).ok().and_then(|d| DOMAINS.get(usize::from(d))) {
+        if let Some(slot) = lock.lock().as_mut() {
+            slot.regs = *regs;
+            slot.selectors = cpu::data_selectors();
+        }
+    }
+}
+
+/// Puts the running domain aside and loads `to`'s state into `regs` and
+/// the CPU.
+fn switch_to(regs: &mut Regs, to: DomId) {
+    save_current(regs);
+    let Some(lock) = DOMAINS.get(usize::from(to)) else { return };
+    let guard = lock.lock();
+    let Some(slot) = guard.as_ref() else { return };
+    *regs = slot.regs;
+    let v = &slot.domain.vcpu;
+    let cr3 = if v.kernel_mode { v.cr3() } else { v.user_cr3().unwrap_or(v.cr3()) };
+    // SAFETY: the domain's current base, validated by the page-type engine,
+    // with the hypervisor's own entries in its reserved slots.
+    unsafe { cpu::write_cr3(cr3) };
+    // Guest mappings may be global: none may outlive the switch.
+    cpu::flush_tlb();
+    let frames = &v.gdt_frames[..v.gdt_entries.div_ceil(512) as usize];
+    let mut descriptors = frames
+        .iter()
+        .flat_map(|&mfn| {
+            // SAFETY: the GDT frames hold segment-descriptor type references,
+            // so their contents are checked descriptors only the hypervisor
+            // changes.
+            unsafe { &*crate::memory::frame_ptr(mfn).cast::<[u64; 512]>() }.iter()
+        })
+        .take(v.gdt_entries as usize)
+        .map(|&d| hv::descriptor::check_descriptor(d).unwrap_or(0));
+    gdt::load_guest_entries(&mut descriptors);
+    // Selectors after the GDT they may refer to; loading one resets its
+    // base, so the bases come last.
+    cpu::load_data_selectors(slot.selectors);
+    load_segment_base(SegmentBase::Fs, v.fs_base);
+    let (active, shadow) =
+        if v.kernel_mode { (v.gs_base_kernel, v.gs_base_user) } else { (v.gs_base_user, v.gs_base_kernel) };
+    load_segment_base(SegmentBase::GsKernel, active);
+    load_segment_base(SegmentBase::GsUser, shadow);
+    let info = vcpu_info(slot);
+    crate::clock::publish_vcpu(&mut info.time);
+    CURRENT.store(u32::from(to), Ordering::Relaxed);
+}
+
+/// Delivers a due event upcall to the running vCPU.
+fn deliver_upcall(regs: &mut Regs) {
+    let cur = CURRENT.load(Ordering::Relaxed);
+    let Some(lock) = DomId::try_from(cur).ok().and_then(|d| DOMAINS.get(usize::from(d))) else { return };
+    let crashed = {
+        let mut guard = lock.lock();
+        let Some(slot) = guard.as_mut() else { return };
+        let dom = slot.domain.id;
+        let vinfo = vcpu_info(slot);
+        trap::deliver_event(regs, &mut slot.domain.vcpu, vinfo, &mut CurrentSpace, &mut Machine { dom }).err()
+    };
+    if let Some(c) = crashed {
+        let next = report_crash(cur as DomId, c);
+        after(regs, cur as DomId, next);
+    }
+}
+
+/// Stops domain `dom`: out of the scheduler, its ports closed, dom0 told
+/// through `VIRQ_DOM_EXC`. Dom0 stopping stops the machine, with a status
+/// that says how; so does the last domain when there is no dom0.
+fn stop_domain(dom: DomId, how: Stopped) {
+    let Some(lock) = DOMAINS.get(usize::from(dom)) else { return };
+    let how = {
+        let mut guard = lock.lock();
+        let Some(slot) = guard.as_mut() else { return };
+        // A code recorded with SCHEDOP_shutdown_code replaces the reason.
+        let how = match (how, slot.domain.shutdown_code) {
+            (Stopped::Shutdown(_) | Stopped::Crashed, Some(code)) => Stopped::Shutdown(code),
+            _ => how,
+        };
+        slot.domain.stopped = Some(how);
+        slot.domain.vcpu.poll = None;
+        how
+    };
+    if dom == 0 && HAVE_DOM0.load(Ordering::Relaxed) {
+        let exit = match how {
+            Stopped::Shutdown(ShutdownReason::Poweroff) => Exit::PowerOff,
+            Stopped::Shutdown(ShutdownReason::Reboot) => Exit::Dom0Reboot,
+            Stopped::Shutdown(_) | Stopped::Crashed => Exit::Dom0Crash,
+        };
+        traps::stop_with(exit)
+    }
+    sched(|s| s.remove_domain(dom));
+    TIMERS.lock()[usize::from(dom)] = domains::Timers::default();
+    {
+        let mut table = EVENTS.lock();
+        hv::event::close_all(&mut AllEvents::new(&mut table, None), dom);
+        if let Some(e) = table.get_mut(usize::from(dom)) {
+            e.live = false;
+        }
+    }
+    raise_virq(0, VIRQ_DOM_EXC);
+    if CURRENT.load(Ordering::Relaxed) == u32::from(dom) {
+        CURRENT.store(NONE, Ordering::Relaxed);
+    }
+    let running = DOMAINS.iter().filter(|l| l.lock().as_ref().is_some_and(|s| s.domain.stopped.is_none())).count();
+    if running == 0 {
+        log::info!("all domains have stopped");
+        traps::stop_with(Exit::PowerOff)
+    }
 }

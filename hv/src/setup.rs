@@ -2,16 +2,20 @@
 
 use crate::arch::{self, traps::stop_with};
 use crate::console;
+use crate::domains::{self, Slot, DOMAINS, EVENTS, SCHED};
 use core::fmt;
+use hv::bootmod;
 use hv::build::{self, MachineFrames, PvDomainSpec};
 use hv::cmdline::{CmdLine, DebugFault};
 use hv::exit::Exit;
 use hv::layout::{BOOT_DIRECTMAP_BYTES, DIRECTMAP_START, IMAGE_PHYS_START, IMAGE_VIRT_OFFSET, PAGE_SIZE};
+use hv::mm::frame::DomId;
 use hv::mm::frame::{find_free_run, FrameStats, FrameTable, FrameUse, PageInfo};
 use hv::mm::memmap::FrameRange;
 use hv::mm::pagetype::Level;
 use hv::mm::Mfn;
 use hv::multiboot::{BootInfo, BootInfoError, Module, PhysMemory};
+use hv::sched::{self, Scheduler};
 use hv::sync::SpinLock;
 
 /// The machine's frames. `None` only until `init_memory` has run.
@@ -99,128 +103,247 @@ extern "C" fn hv_start64(magic: u32, mbi: u32) -> ! {
     }
     crate::memory::init_policy();
 
-    match info.modules.as_slice().first() {
-        None => {
-            log::info!("no dom0 module given: nothing to run");
-            stop_with(Exit::PowerOff)
-        }
-        Some(module) => start_dom0(module, cmdline.dom0_mem),
-    }
+    let dom0 = start_domains(info.modules.as_slice(), cmdline.dom0_mem);
+    crate::run::start(dom0)
 }
 
-/// Machine frames through the direct map, for the domain builder.
+/// Frames of machine memory, through the direct map, for the builder.
 struct DirectFrames;
 
 impl MachineFrames for DirectFrames {
     fn frame(&mut self, mfn: Mfn) -> &mut [u8; 4096] {
-        // SAFETY: the builder only asks for frames of the domain being
-        // built, which the frame table gave it alone.
+        // SAFETY: the builder only asks for frames it was given: the
+        // domain's own run and shared-info frame, claimed for it and used
+        // by nothing else until it starts.
         unsafe { &mut *crate::memory::frame_ptr(mfn).cast::<[u8; 4096]>() }
     }
 }
 
-/// Builds dom0 from the first module and runs it. Any problem with the
-/// image is one log line and the `BadDom0` exit.
-fn start_dom0(module: &Module, mem_bytes: u64) -> ! {
-    let (path, args) = module.string.as_str().split_once(' ').unwrap_or((module.string.as_str(), ""));
-    let fail = |what: &dyn fmt::Display| -> ! {
-        log::error!("dom0 '{path}': {what}");
-        stop_with(Exit::BadDom0)
+/// Creates the domains the boot modules ask for (see `hv::bootmod`) and
+/// sets up the scheduler. Returns whether there is a dom0; stops the
+/// machine if dom0 cannot be built, or if there is nothing to run.
+fn start_domains(modules: &[Module], dom0_mem: u64) -> bool {
+    match Scheduler::with_config(sched::Config::DEFAULT) {
+        Ok(s) => *SCHED.lock() = Some(s),
+        Err(e) => {
+            log::error!("sched: {e:?}");
+            stop_with(Exit::BadBoot)
+        }
+    }
+    let mut dom0 = false;
+    let mut next_id: DomId = 1;
+    let mut started = 0;
+    for (i, module) in modules.iter().enumerate() {
+        let spec = match bootmod::parse(module.string.as_str()) {
+            Ok(spec) => spec,
+            Err(e) => {
+                let path = module.string.as_str().split_whitespace().next().unwrap_or("");
+                log::error!("domU '{path}': {e}; not started");
+                continue;
+            }
+        };
+        let request = match spec.domu {
+            None if i == 0 => {
+                Request { id: 0, privileged: true, mem_bytes: dom0_mem, params: sched::Params::default(), name: "dom0" }
+            }
+            None => {
+                log::info!("module {i} '{}': not marked {}; left alone", spec.path, bootmod::DOMU_MARK);
+                continue;
+            }
+            Some(o) => {
+                if usize::from(next_id) >= domains::MAX_DOMAINS {
+                    log::error!("domU '{}': at most {} domains; not started", spec.path, domains::MAX_DOMAINS);
+                    continue;
+                }
+                Request {
+                    id: next_id,
+                    privileged: false,
+                    mem_bytes: o.mem_bytes,
+                    params: sched::Params { weight: o.weight, cap: o.cap },
+                    name: o.name,
+                }
+            }
+        };
+        match create_domain(module, &spec, &request) {
+            Ok(()) if request.id == 0 => dom0 = true,
+            Ok(()) => next_id += 1,
+            // Dom0 is the machine's reason to run.
+            Err(()) if request.id == 0 => stop_with(Exit::BadDom0),
+            Err(()) => continue,
+        }
+        started += 1;
+    }
+    if started == 0 {
+        log::info!("no domain module given: nothing to run");
+        stop_with(Exit::PowerOff)
+    }
+    if let Some(t) = FRAMES.lock().as_ref() {
+        summarize(&t.stats());
+    }
+    dom0
+}
+
+/// What to build a domain as.
+struct Request<'a> {
+    id: DomId,
+    privileged: bool,
+    mem_bytes: u64,
+    params: sched::Params,
+    name: &'a str,
+}
+
+/// Builds the domain `req` asks for from `module` and hands it to the
+/// scheduler. On failure logs one line (`<what> 'PATH': why`), gives back
+/// what it took, and returns `Err`.
+fn create_domain(module: &Module, spec: &bootmod::ModuleSpec<'_>, req: &Request<'_>) -> Result<(), ()> {
+    let path = spec.path;
+    let id = req.id;
+    let what = if req.privileged { "dom0" } else { "domU" };
+    let fail = |why: &dyn fmt::Display| {
+        log::error!("{what} '{path}': {why}");
     };
     if module.end > BOOT_DIRECTMAP_BYTES {
         fail(&"module lies above 4 GiB, beyond the boot direct map");
+        return Err(());
     }
     let start = (DIRECTMAP_START + module.start) as *const u8;
-    // SAFETY: the module's frames are claimed as `Module` in the frame
-    // table, so nothing else uses them, and they lie in the direct map.
+    // SAFETY: the module lies in RAM below 4 GiB (checked above), which the
+    // direct map covers, and its frames stay claimed as a module (nothing
+    // else writes them) until they are freed below.
     let image = unsafe { core::slice::from_raw_parts(start, module.len() as usize) };
-    let nr_pages = mem_bytes / PAGE_SIZE;
-    let mut spec = PvDomainSpec {
+    let nr_pages = req.mem_bytes / PAGE_SIZE;
+    let mut build_spec = PvDomainSpec {
         image,
-        cmdline: args.trim_start(),
-        domid: 0,
-        initial_domain: true,
+        cmdline: spec.cmdline,
+        domid: id,
+        initial_domain: req.privileged,
         memory: FrameRange { start: 0, end: nr_pages },
         shared_info: 0,
         hypervisor_l4: crate::memory::hypervisor_l4_slots(),
     };
-    // Every check on the image before any memory is taken.
-    if let Err(e) = build::plan(&spec) {
+    if let Err(e) = build::plan(&build_spec) {
         fail(&e);
+        return Err(());
     }
     let (memory, shared_info) = {
         let mut frames = FRAMES.lock();
-        let Some(table) = frames.as_mut() else { fail(&"no frame table") };
-        let Some(run) = table.claim_run(nr_pages, FrameUse::Domain(0), IMAGE_PHYS_START / PAGE_SIZE, table.frames())
-        else {
-            fail(&format_args!("not enough contiguous free memory for {} (dom0_mem=)", Size(mem_bytes)))
+        let Some(table) = frames.as_mut() else {
+            fail(&"no frame table");
+            return Err(());
         };
-        let Some(si) = table.alloc(FrameUse::Domain(0)) else { fail(&"no memory for shared_info") };
+        let Some(run) = table.claim_run(nr_pages, FrameUse::Domain(id), IMAGE_PHYS_START / PAGE_SIZE, table.frames())
+        else {
+            let option = if req.privileged { "dom0_mem=" } else { "mem=" };
+            fail(&format_args!("not enough contiguous free memory for {} ({option})", Size(req.mem_bytes)));
+            return Err(());
+        };
+        let Some(si) = table.alloc(FrameUse::Domain(id)) else {
+            for mfn in run.start..run.end {
+                let _ = table.free(mfn);
+            }
+            fail(&"no memory for shared_info");
+            return Err(());
+        };
         (run, si)
     };
-    // SAFETY: just allocated for this domain.
+    let give_back = || {
+        if let Some(table) = FRAMES.lock().as_mut() {
+            for mfn in (memory.start..memory.end).chain([shared_info]) {
+                let _ = table.free(mfn);
+            }
+        }
+    };
+    // SAFETY: just allocated for this domain, which is not running yet.
     unsafe { crate::memory::zero_frame(shared_info) };
-    // SAFETY: a zeroed, exclusively owned frame; shared_info fits a page.
+    // SAFETY: as above: the frame is ours alone until the domain starts.
     let shared = unsafe { &mut *crate::memory::frame_ptr(shared_info).cast::<abi::shared_info::SharedInfo>() };
     for v in shared.vcpu_info.iter_mut() {
         v.evtchn_upcall_mask = 1;
     }
     crate::clock::publish_to(shared);
-    spec.memory = memory;
-    spec.shared_info = shared_info;
-    let mut built = match build::build_pv(&spec, &mut DirectFrames) {
+    build_spec.memory = memory;
+    build_spec.shared_info = shared_info;
+    let mut built = match build::build_pv(&build_spec, &mut DirectFrames) {
         Ok(b) => b,
-        Err(e) => fail(&e),
+        Err(e) => {
+            give_back();
+            fail(&e);
+            return Err(());
+        }
     };
-    // The bootstrap tables go through the same validation as any guest
-    // page table: pin the L4 (as Xen does) and make it the base.
     let mut base = None;
     let validated = crate::memory::with_page_types(|pt| {
-        pt.pin(0, built.l4, Level::L4)?;
-        pt.new_baseptr(0, &mut base, Some(built.l4))?;
-        // The hypervisor writes shared info (events, time, cr2) for the
-        // domain's whole life: its own reference keeps the guest from
-        // giving the frame back for reuse (Xen keeps it on the Xen heap).
-        pt.get_page(0, shared_info)
+        pt.pin(id, built.l4, Level::L4)?;
+        pt.new_baseptr(id, &mut base, Some(built.l4))?;
+        pt.get_page(id, shared_info)
     });
     if let Err(e) = validated {
+        // Validation failed part-way: the engine may hold references on
+        // some frames, so they stay the domain's rather than go back free.
         fail(&format_args!("bootstrap page tables failed validation: {e:?}"));
+        return Err(());
     }
     built.domain.vcpu.kernel_table = base;
     for pfn in 0..nr_pages {
         crate::memory::set_m2p(memory.start + pfn, pfn);
     }
     if built.cmdline_truncated {
-        log::warn!("dom0: command line truncated to 1023 bytes");
+        log::warn!("d{id}: command line truncated to 1023 bytes");
     }
-    // The image has been copied: its frames are free memory again.
-    {
-        let mut frames = FRAMES.lock();
-        if let Some(table) = frames.as_mut() {
-            let image = FrameRange::covering(module.start, module.end);
-            for mfn in image.start..image.end {
-                let _ = table.free(mfn);
-            }
+    if let Some(table) = FRAMES.lock().as_mut() {
+        let image = FrameRange::covering(module.start, module.end);
+        for mfn in image.start..image.end {
+            let _ = table.free(mfn);
         }
     }
+    let max_port = if req.privileged { hv::event::NR_PORTS - 1 } else { DOMU_MAX_PORT };
+    let scheduled = SCHED.lock().as_mut().map(|s| {
+        let v = sched::VcpuId::new(id, 0);
+        s.add_domain(id).and_then(|()| s.set_params(id, req.params)).and_then(|()| s.add_vcpu(v)).and_then(|()| s.up(v))
+    });
+    if let Some(Err(e)) = scheduled {
+        fail(&format_args!("the scheduler refused it: {e:?}"));
+        return Err(());
+    }
+    if let Some(slot) = EVENTS.lock().get_mut(usize::from(id)) {
+        slot.start(id, max_port, shared_info, req.privileged);
+    }
+    if let Some(lock) = DOMAINS.get(usize::from(id)) {
+        *lock.lock() = Some(Slot { domain: built.domain, shared_info, regs: built.regs, selectors: [0; 4] });
+    }
     let l = &built.layout;
+    let name = req.name;
     log::info!(
-        "dom0 '{path}': {} at {:#x}-{:#x}, start_info {:#x}, page tables {:#x} ({} frames), stack top {:#x}",
-        Size(mem_bytes),
+        "d{id} {name} '{path}': {} at {:#x}-{:#x}, start_info {:#x}, page tables {:#x} ({} frames), stack top {:#x}, weight {}{}",
+        Size(req.mem_bytes),
         l.kernel().va,
         l.kernel().va + l.kernel().bytes(),
         l.start_info().va,
         l.page_tables().va,
         l.page_tables().pages,
-        l.stack_top()
+        l.stack_top(),
+        req.params.weight,
+        Cap(req.params.cap),
     );
-    if let Some(t) = FRAMES.lock().as_ref() {
-        summarize(&t.stats());
-    }
-    crate::run::start(crate::run::Guest { domain: built.domain, shared_info }, &built.regs)
+    Ok(())
 }
 
-/// Accounts every frame of RAM and sets up the frame table.
+/// `, cap N%` for a capped domain, nothing otherwise.
+struct Cap(u16);
+
+impl fmt::Display for Cap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            c => write!(f, ", cap {c}%"),
+        }
+    }
+}
+
+/// A domU's highest event-channel port: the toolstack default in Xen
+/// (`max_event_channels` 1023).
+const DOMU_MAX_PORT: u32 = 1023;
+
 fn init_memory(info: &BootInfo) {
     let ram = info.memory.usable_frames();
     let ram = ram.as_slice();

@@ -7,8 +7,13 @@
 //! behind the forced-emulation prefix. A guest that cannot take an
 //! exception (no handler, unwritable stack) crashes; nothing a guest does
 //! here can stop the hypervisor.
+//!
+//! Two more entries use the same bounce frame: an event upcall
+//! ([`deliver_event`]), and the failsafe callback ([`failsafe`]), entered
+//! when the guest asks to return to a context the CPU refuses.
 
 use crate::domain::Vcpu;
+use crate::event::two_level::upcall_due;
 use crate::guest::{self, GuestMemory, GuestPtr};
 use crate::regs::{rflags, Regs, GUEST_CS64, GUEST_SS, SYSCALL_VECTOR};
 use abi::arch::XEN_EMULATE_PREFIX;
@@ -47,10 +52,19 @@ const PFEC_USER: u64 = 1 << 2;
 /// Trap-table flag: mask event upcalls on entry to the handler.
 const TI_MASK_EVENTS: u8 = 1 << 2;
 
+/// [`Crash::vector`] of a crash while delivering an event upcall
+/// ([`deliver_event`]). Above every vector and [`SYSCALL_VECTOR`].
+pub const EVENT_UPCALL: u64 = 0x101;
+
+/// [`Crash::vector`] of a crash while entering the failsafe callback
+/// ([`failsafe`]).
+pub const FAILSAFE: u64 = 0x102;
+
 /// Why a guest could not be continued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Crash {
-    /// The vector being delivered (or `SYSCALL_VECTOR`).
+    /// What was being delivered: the vector, [`SYSCALL_VECTOR`],
+    /// [`EVENT_UPCALL`] or [`FAILSAFE`].
     pub vector: u64,
     /// Where the guest was.
     pub rip: u64,
@@ -67,6 +81,19 @@ pub struct Exception {
     pub cr2: u64,
 }
 
+/// The data-segment selectors loaded in the CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataSelectors {
+    /// `%ds`.
+    pub ds: u16,
+    /// `%es`.
+    pub es: u16,
+    /// `%fs`.
+    pub fs: u16,
+    /// `%gs`.
+    pub gs: u16,
+}
+
 /// What trap handling needs from the CPU it runs on.
 pub trait GuestCpu {
     /// Executes CPUID: `(leaf, subleaf) -> [eax, ebx, ecx, edx]`.
@@ -74,6 +101,9 @@ pub trait GuestCpu {
     /// Switches the running vCPU between guest kernel and user mode:
     /// exchanges the kernel and user GS bases and loads `cr3`.
     fn switch_guest_mode(&mut self, cr3: u64);
+    /// The running vCPU's data-segment selectors as the CPU holds them now
+    /// (what the guest would resume with), for the failsafe frame.
+    fn data_selectors(&mut self) -> DataSelectors;
 }
 
 /// Handles an exception taken in guest context. On `Ok` the frame holds
@@ -117,7 +147,57 @@ pub fn bounce(
         return Err(Crash { vector: vector.into(), rip: regs.rip, reason: "no handler registered" });
     }
     let target = Target { handler: entry.address, mask_events: entry.flags & TI_MASK_EVENTS != 0, what: vector.into() };
-    bounce_to(regs, vcpu, vinfo, mem, cpu, target, error_code)
+    bounce_to(regs, vcpu, vinfo, mem, cpu, target, error_code.as_slice())
+}
+
+/// Delivers an event upcall if one is due: `evtchn_upcall_pending` set,
+/// `evtchn_upcall_mask` clear and an event callback registered. The guest
+/// enters its event callback with the frame of an exception without error
+/// code, events masked (always, as in Xen). Returns whether it did.
+///
+/// The caller runs this on every return to the guest, as Xen does after
+/// every entry; a crash reports [`EVENT_UPCALL`].
+pub fn deliver_event(
+    regs: &mut Regs,
+    vcpu: &mut Vcpu,
+    vinfo: &mut VcpuInfo,
+    mem: &mut dyn GuestMemory,
+    cpu: &mut dyn GuestCpu,
+) -> Result<bool, Crash> {
+    let cb = vcpu.event_callback;
+    if !upcall_due(vinfo) || cb.address == 0 {
+        return Ok(false);
+    }
+    let target = Target { handler: cb.address, mask_events: true, what: EVENT_UPCALL };
+    bounce_to(regs, vcpu, vinfo, mem, cpu, target, &[])?;
+    Ok(true)
+}
+
+/// Enters the guest's failsafe callback for the context in `regs`, which
+/// the CPU would refuse to return to (Xen's `failsafe_callback`, taken
+/// when its `iretq` to the guest faults). The frame is the bounce frame
+/// with the data-segment selectors the CPU holds between `R11` and `RIP`:
+/// from the new `rsp` up, `RCX, R11, DS, ES, FS, GS, RIP, CS, RFLAGS, RSP,
+/// SS` (what Linux's `xen_failsafe_callback` expects). Events are masked
+/// if the callback was registered with `CALLBACKF_mask_events`.
+///
+/// Crashes (reporting [`FAILSAFE`]) without a failsafe callback or when the
+/// kernel stack is not writable.
+pub fn failsafe(
+    regs: &mut Regs,
+    vcpu: &mut Vcpu,
+    vinfo: &mut VcpuInfo,
+    mem: &mut dyn GuestMemory,
+    cpu: &mut dyn GuestCpu,
+) -> Result<(), Crash> {
+    let cb = vcpu.failsafe_callback;
+    if cb.address == 0 {
+        return Err(Crash { vector: FAILSAFE, rip: regs.rip, reason: "no failsafe callback registered" });
+    }
+    let s = cpu.data_selectors();
+    let selectors = [s.ds, s.es, s.fs, s.gs].map(u64::from);
+    let target = Target { handler: cb.address, mask_events: cb.mask_events, what: FAILSAFE };
+    bounce_to(regs, vcpu, vinfo, mem, cpu, target, &selectors)
 }
 
 /// Where a bounce enters the guest kernel.
@@ -127,18 +207,24 @@ struct Target {
     handler: u64,
     /// Mask event upcalls on entry.
     mask_events: bool,
-    /// The vector (or [`SYSCALL_VECTOR`]) being delivered, for reports.
+    /// What is being delivered, for reports ([`Crash::vector`]).
     what: u64,
 }
+
+/// Most words between `R11` and `RIP` in a bounce frame: the failsafe
+/// callback's four selectors (an exception has at most its error code).
+const MAX_EXTRA: usize = 4;
 
 /// Pushes Xen's bounce frame on the guest kernel stack and points the frame
 /// at `target`, entering guest kernel mode if the guest was in user mode.
 ///
 /// The stack is the interrupted `rsp` in kernel mode and `kernel_sp`
 /// (from `stack_switch`) in user mode, aligned down to 16. From the new
-/// stack pointer up: `RCX, R11, [error code], RIP, CS (saved upcall mask in
+/// stack pointer up: `RCX, R11, [extra], RIP, CS (saved upcall mask in
 /// bits 32–39; RPL 0 if kernel mode was interrupted, 3 for user mode),
-/// RFLAGS (IF = !saved mask), RSP, SS`.
+/// RFLAGS (IF = !saved mask), RSP, SS`, where `extra` is an exception's
+/// error code or the failsafe callback's selectors (at most
+/// [`MAX_EXTRA`] words).
 fn bounce_to(
     regs: &mut Regs,
     vcpu: &mut Vcpu,
@@ -146,25 +232,20 @@ fn bounce_to(
     mem: &mut dyn GuestMemory,
     cpu: &mut dyn GuestCpu,
     target: Target,
-    error_code: Option<u64>,
+    extra: &[u64],
 ) -> Result<(), Crash> {
+    debug_assert!(extra.len() <= MAX_EXTRA);
     let from_user = !vcpu.kernel_mode;
     let mask = vinfo.evtchn_upcall_mask;
     let saved_cs = (if from_user { regs.cs } else { regs.cs & !3 }) | (u64::from(mask) << 32);
     let saved_flags = (regs.rflags & !rflags::IF) | if mask == 0 { rflags::IF } else { 0 };
-    let mut frame = [0u64; 8];
-    let mut n = 0;
-    let mut push = |v: u64| {
-        frame[n] = v;
-        n += 1;
-    };
-    push(regs.rcx);
-    push(regs.r11);
-    if let Some(code) = error_code {
-        push(code);
-    }
-    for v in [regs.rip, saved_cs, saved_flags, regs.rsp, regs.ss] {
-        push(v);
+    let head = [regs.rcx, regs.r11];
+    let extra = &extra[..extra.len().min(MAX_EXTRA)];
+    let tail = [regs.rip, saved_cs, saved_flags, regs.rsp, regs.ss];
+    let n = head.len() + extra.len() + tail.len();
+    let mut frame = [0u64; FRAME_WORDS];
+    for (slot, v) in frame.iter_mut().zip(head.iter().chain(extra).chain(&tail)) {
+        *slot = *v;
     }
     let stack = if from_user { vcpu.kernel_sp } else { regs.rsp };
     let sp = (stack & !15).wrapping_sub(8 * n as u64);
@@ -173,7 +254,7 @@ fn bounce_to(
         cpu.switch_guest_mode(vcpu.cr3());
         vcpu.kernel_mode = true;
     }
-    let bytes: [u8; 64] = words_to_bytes(&frame);
+    let bytes = words_to_bytes(&frame);
     guest::write(mem, GuestPtr(sp), &bytes[..8 * n]).map_err(|_| Crash {
         vector: target.what,
         rip: regs.rip,
@@ -210,12 +291,15 @@ pub fn user_syscall(
         return bounce(regs, vcpu, vinfo, mem, cpu, vector::UD, None);
     }
     let target = Target { handler: cb.address, mask_events: cb.mask_events, what: SYSCALL_VECTOR };
-    bounce_to(regs, vcpu, vinfo, mem, cpu, target, None)
+    bounce_to(regs, vcpu, vinfo, mem, cpu, target, &[])
 }
 
-/// The little-endian bytes of eight words.
-fn words_to_bytes(words: &[u64; 8]) -> [u8; 64] {
-    let mut out = [0u8; 64];
+/// Most words in a bounce frame.
+const FRAME_WORDS: usize = 7 + MAX_EXTRA;
+
+/// The little-endian bytes of a bounce frame's words.
+fn words_to_bytes(words: &[u64; FRAME_WORDS]) -> [u8; 8 * FRAME_WORDS] {
+    let mut out = [0u8; 8 * FRAME_WORDS];
     for (chunk, w) in out.chunks_exact_mut(8).zip(words) {
         chunk.copy_from_slice(&w.to_le_bytes());
     }
@@ -347,12 +431,14 @@ mod tests {
         (0..n).map(|i| guest::read_obj::<u64, _>(m, GuestPtr(sp + 8 * i as u64)).unwrap()).collect()
     }
 
-    /// A CPU that answers one CPUID and records mode switches.
+    /// A CPU that answers one CPUID, records mode switches and holds some
+    /// data selectors.
     #[derive(Debug, Default)]
     struct FakeCpu {
         cpuid: Option<[u32; 4]>,
         asked: Vec<(u32, u32)>,
         switches: Vec<u64>,
+        selectors: DataSelectors,
     }
 
     impl GuestCpu for FakeCpu {
@@ -362,6 +448,9 @@ mod tests {
         }
         fn switch_guest_mode(&mut self, cr3: u64) {
             self.switches.push(cr3);
+        }
+        fn data_selectors(&mut self) -> DataSelectors {
+            self.selectors
         }
     }
 
@@ -550,5 +639,110 @@ mod tests {
         vcpu.kernel_sp = 0;
         let e = bounce(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut no_cpuid(), vector::DE, None).unwrap_err();
         assert_eq!(e.reason, "guest kernel stack is not writable");
+    }
+
+    const EVENT_CB: u64 = 0xffff_ffff_8000_a000;
+    const FAILSAFE_CB: u64 = 0xffff_ffff_8000_b000;
+
+    #[test]
+    fn an_upcall_is_delivered_only_when_due() {
+        for (pending, mask, registered) in [(0, 0, true), (1, 1, true), (1, 0, false), (0, 1, true)] {
+            let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
+            if registered {
+                vcpu.event_callback = crate::domain::Callback { address: EVENT_CB, mask_events: false };
+            }
+            (vinfo.evtchn_upcall_pending, vinfo.evtchn_upcall_mask) = (pending, mask);
+            let before = regs;
+            assert_eq!(deliver_event(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut no_cpuid()), Ok(false));
+            assert_eq!(regs, before, "pending {pending}, mask {mask}, registered {registered}: nothing changes");
+            assert_eq!(vinfo.evtchn_upcall_mask, mask);
+        }
+    }
+
+    #[test]
+    fn an_upcall_uses_the_exception_frame_and_masks_events() {
+        let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
+        vcpu.event_callback = crate::domain::Callback { address: EVENT_CB, mask_events: false };
+        vinfo.evtchn_upcall_pending = 1;
+        let sp = regs.rsp;
+        assert_eq!(deliver_event(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut no_cpuid()), Ok(true));
+        assert_eq!(regs.rip, EVENT_CB);
+        assert_eq!(regs.rsp, (sp & !15) - 56, "seven words: no error code");
+        assert_eq!(vinfo.evtchn_upcall_mask, 1, "masked on entry whatever the registration said");
+        assert_eq!(regs.rflags & rflags::TF, 0);
+        let w = stack_words(&mut mem, regs.rsp, 7);
+        assert_eq!(
+            w,
+            [0xc, 0x11, 0x10_1000, 0xe030, rflags::IF | rflags::FIXED | rflags::TF, sp, GUEST_SS],
+            "saved mask 0 and IF set: the guest was unmasked"
+        );
+    }
+
+    #[test]
+    fn an_upcall_from_user_mode_enters_the_kernel() {
+        let (mut regs, mut vcpu, mut vinfo, mut mem) = user_mode();
+        vcpu.event_callback = crate::domain::Callback { address: EVENT_CB, mask_events: false };
+        vinfo.evtchn_upcall_pending = 1;
+        let mut cpu = no_cpuid();
+        assert_eq!(deliver_event(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut cpu), Ok(true));
+        assert!(vcpu.kernel_mode);
+        assert_eq!(cpu.switches, [vcpu.cr3()]);
+        assert_eq!(regs.rsp, KERNEL_SP - 56);
+        let w = stack_words(&mut mem, regs.rsp, 7);
+        assert_eq!((w[2], w[3], w[5]), (0x40_0000, GUEST_CS64, 0x7000_1234), "user rip, RPL 3, user rsp");
+    }
+
+    #[test]
+    fn an_upcall_onto_a_bad_stack_crashes_with_its_own_what() {
+        let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
+        vcpu.event_callback = crate::domain::Callback { address: EVENT_CB, mask_events: false };
+        vinfo.evtchn_upcall_pending = 1;
+        regs.rsp = 0xffff_8000_0000_1000;
+        let e = deliver_event(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut no_cpuid()).unwrap_err();
+        assert_eq!((e.vector, e.reason), (EVENT_UPCALL, "guest kernel stack is not writable"));
+    }
+
+    #[test]
+    fn the_failsafe_frame_carries_the_data_selectors() {
+        let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
+        vcpu.failsafe_callback = crate::domain::Callback { address: FAILSAFE_CB, mask_events: true };
+        regs.cs = 0xe00b; // a selector the CPU refused
+        vinfo.evtchn_upcall_mask = 0;
+        let mut cpu = FakeCpu { selectors: DataSelectors { ds: 0x11, es: 0x22, fs: 0x33, gs: 0x44 }, ..no_cpuid() };
+        let sp = regs.rsp;
+        failsafe(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut cpu).unwrap();
+        assert_eq!((regs.rip, regs.cs, regs.ss), (FAILSAFE_CB, GUEST_CS64, GUEST_SS));
+        assert_eq!(regs.rsp, (sp & !15) - 88, "eleven words");
+        assert_eq!(vinfo.evtchn_upcall_mask, 1, "registered with mask_events");
+        let w = stack_words(&mut mem, regs.rsp, 11);
+        assert_eq!(
+            w,
+            [
+                0xc,
+                0x11,
+                0x11,
+                0x22,
+                0x33,
+                0x44,
+                0x10_1000,
+                0xe008,
+                rflags::IF | rflags::FIXED | rflags::TF,
+                sp,
+                GUEST_SS
+            ],
+            "RCX, R11, DS, ES, FS, GS, RIP, CS (RPL cleared: kernel mode), RFLAGS, RSP, SS"
+        );
+    }
+
+    #[test]
+    fn failsafe_without_a_callback_crashes() {
+        let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
+        let e = failsafe(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut no_cpuid()).unwrap_err();
+        assert_eq!((e.vector, e.reason), (FAILSAFE, "no failsafe callback registered"));
+        vcpu.failsafe_callback = crate::domain::Callback { address: FAILSAFE_CB, mask_events: false };
+        vinfo.evtchn_upcall_mask = 1;
+        mem.read_only.push((regs.rsp - 0x100) & !0xfff);
+        let e = failsafe(&mut regs, &mut vcpu, &mut vinfo, &mut mem, &mut no_cpuid()).unwrap_err();
+        assert_eq!((e.vector, e.reason), (FAILSAFE, "guest kernel stack is not writable"));
     }
 }

@@ -257,6 +257,24 @@ impl Outcome {
         self.serial.lines().filter_map(|l| l.strip_prefix("(HV) "))
     }
 
+    /// Lines domain `dom` (a domU) printed through its console (without
+    /// the `(dN) ` prefix the hypervisor adds).
+    pub fn dom_lines(&self, dom: u16) -> impl Iterator<Item = &str> {
+        let prefix = format!("(d{dom}) ");
+        self.serial.lines().filter_map(move |l| l.strip_prefix(prefix.as_str()))
+    }
+
+    /// `key=value` pairs of domain `dom`'s first line starting with `prefix`.
+    pub fn dom_fields(&self, dom: u16, prefix: &str) -> Option<Vec<(String, String)>> {
+        let line = self.dom_lines(dom).find(|l| l.starts_with(prefix))?;
+        Some(
+            line[prefix.len()..]
+                .split_whitespace()
+                .filter_map(|w| w.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+                .collect(),
+        )
+    }
+
     /// The first hypervisor line starting with `prefix`.
     pub fn line_starting(&self, prefix: &str) -> Option<&str> {
         self.hv_lines().find(|l| l.starts_with(prefix))

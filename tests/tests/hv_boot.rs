@@ -39,7 +39,7 @@ fn boots_reports_memory_and_powers_off() {
     assert!((120..=128).contains(&ram_mib), "{ram_mib} MiB of RAM reported for -m 128\n{}", o.report());
     assert!(field(&o, "frames:", "hypervisor") > 0);
     assert_eq!(field(&o, "frames:", "module"), 0);
-    assert!(o.line_starting("no dom0 module given").is_some(), "{}", o.report());
+    assert!(o.line_starting("no domain module given: nothing to run").is_some(), "{}", o.report());
 }
 
 /// §3.4: the RAM total follows the machine's memory size.

@@ -81,6 +81,21 @@ impl EventChannels {
         }
     }
 
+    /// Makes this table what [`EventChannels::new`] with the same arguments
+    /// returns, in place: the table is too big to build on a hypervisor
+    /// stack and move.
+    pub fn reset(&mut self, dom: DomId, vcpus: u32, max_port: u32) {
+        self.dom = dom;
+        self.vcpus = vcpus.clamp(1, MAX_VCPUS as u32);
+        self.max_port = max_port.min(NR_PORTS - 1) as u16;
+        self.valid = PORTS_PER_BUCKET as u16;
+        self.ports.fill(FREE);
+        self.ports[0].binding = Binding::Reserved;
+        for v in self.virqs.iter_mut() {
+            v.fill(None);
+        }
+    }
+
     /// The domain these channels belong to.
     pub fn domain(&self) -> DomId {
         self.dom

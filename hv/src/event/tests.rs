@@ -816,3 +816,13 @@ fn random_operations_keep_the_invariants() {
         w.doms.iter().flat_map(|d| d.channels.bound()).filter(|(_, b, _)| matches!(b, Binding::Interdomain { .. }));
     assert!(interdomain.count() > 0);
 }
+
+#[test]
+fn reset_in_place_equals_new() {
+    let mut t = Box::new(EventChannels::new(3, 2, 100));
+    t.bind_virq(abi::sched::VIRQ_TIMER, 1).unwrap();
+    t.reset(5, 1, 5000);
+    assert!(*t == EventChannels::new(5, 1, 5000));
+    t.reset(6, 0, 7);
+    assert!(*t == EventChannels::new(6, 0, 7));
+}

@@ -1,4 +1,9 @@
-//! `console_io`: the hypervisor console, for privileged domains.
+//! `console_io`: the hypervisor console.
+//!
+//! Every domain may write (the platform tells whose output it is); only a
+//! privileged domain may read, or use any other command (`-EPERM`, checked
+//! first). That is Xen's policy in a debug build (`CONFIG_VERBOSE_DEBUG`);
+//! a release Xen refuses writes from domUs too.
 
 use super::{Action, Ctx};
 use crate::guest::{self, GuestPtr};
@@ -12,11 +17,15 @@ const CHUNK: usize = 128;
 /// console, or read up to `count` pending input bytes into `buf` (returns
 /// how many; 0 when there is none).
 pub(super) fn console_io(ctx: &mut Ctx<'_>, [cmd, count, buf, ..]: [u64; 5]) -> Action {
+    let cmd = u32::try_from(cmd);
+    if cmd != Ok(CONSOLEIO_WRITE) && !ctx.domain.privileged {
+        return Action::Return(Err(Errno::EPERM));
+    }
     if count > i32::MAX as u64 {
         return Action::Return(Err(Errno::EINVAL));
     }
     let buf = GuestPtr(buf);
-    match u32::try_from(cmd) {
+    match cmd {
         Ok(CONSOLEIO_WRITE) => {
             let mut chunk = [0u8; CHUNK];
             let mut done = 0;
@@ -77,6 +86,25 @@ mod tests {
         assert_eq!(w.ret(), Errno::EINVAL.as_ret());
         w.call(CONSOLE_IO, &[7, 1, MEM_BASE]);
         assert_eq!(w.ret(), Errno::ENOSYS.as_ret());
+    }
+
+    #[test]
+    fn unprivileged_domains_may_only_write() {
+        let mut w = World::new(false);
+        guest::write(&mut w.mem, GuestPtr(MEM_BASE), b"domU").unwrap();
+        w.call(CONSOLE_IO, &[CONSOLEIO_WRITE.into(), 4, MEM_BASE]);
+        assert_eq!(w.ret(), 0);
+        assert_eq!(w.platform.console, b"domU");
+        w.platform.input = b"secret".to_vec();
+        for cmd in [CONSOLEIO_READ.into(), 7, 1 << 32] {
+            w.call(CONSOLE_IO, &[cmd, 16, MEM_BASE]);
+            assert_eq!(w.ret(), Errno::EPERM.as_ret(), "cmd {cmd}");
+        }
+        w.call(CONSOLE_IO, &[CONSOLEIO_READ.into(), u64::MAX, 0]);
+        assert_eq!(w.ret(), Errno::EPERM.as_ret(), "checked before the arguments");
+        assert_eq!(w.platform.input, b"secret", "nothing read");
+        w.call(CONSOLE_IO, &[CONSOLEIO_WRITE.into(), 4, 0]);
+        assert_eq!(w.ret(), Errno::EFAULT.as_ret());
     }
 
     #[test]

@@ -10,11 +10,13 @@
 
 mod console;
 mod descriptors;
+mod event;
 mod memory;
 mod mm;
 mod multicall;
 mod sched;
 mod traps;
+mod vcpu;
 mod version;
 
 pub use version::features;
@@ -67,6 +69,25 @@ pub trait Platform: GuestCpu {
     fn m2p_frames(&mut self) -> (Mfn, u64);
     /// One past the highest machine frame.
     fn max_mfn(&mut self) -> Mfn;
+    /// System time: nanoseconds since boot, the time base of every
+    /// `vcpu_time_info` and of timer deadlines.
+    fn now(&mut self) -> u64;
+    /// Runs `op` over every domain's event state. `current` is the running
+    /// vCPU's `vcpu_info` (the one in [`Ctx`]): the platform uses it for
+    /// that vCPU rather than making a second reference to it.
+    fn with_domains(&mut self, current: &mut VcpuInfo, op: &mut dyn FnMut(&mut dyn crate::event::Domains));
+    /// A port became pending (`send`, `unmask`, a VIRQ): wakes its vCPU if
+    /// it is blocked waiting for an upcall, or polling that port.
+    fn notify(&mut self, signal: crate::event::Signal);
+    /// Arms the running vCPU's single-shot timer for system time
+    /// `deadline` (ns; a time in the past fires at once), or stops it.
+    /// When it fires, the vCPU's `VIRQ_TIMER` is raised.
+    fn set_timer(&mut self, deadline: Option<u64>);
+    /// Writes `info` as the running vCPU's `vcpu_info` at byte `offset` of
+    /// frame `mfn` (`VCPUOP_register_vcpu_info`, after the handler took a
+    /// writable-type reference on the frame for the domain), and uses that
+    /// copy from now on.
+    fn place_vcpu_info(&mut self, mfn: Mfn, offset: u32, info: &VcpuInfo);
 }
 
 /// Everything a handler works on.
@@ -116,6 +137,16 @@ pub enum Action {
     Shutdown(ShutdownReason),
     /// The domain cannot continue.
     Crash(&'static str),
+    /// Give up the CPU to anything else runnable (`SCHEDOP_yield`); the
+    /// call returns 0.
+    Yield,
+    /// Wait until an upcall is due (`SCHEDOP_block`, with upcalls already
+    /// unmasked and none due); the call returns 0.
+    Block,
+    /// Wait until one of the ports in the vCPU's [`crate::domain::Poll`]
+    /// is pending, an upcall is due, or its deadline passes
+    /// (`SCHEDOP_poll`); the call returns 0.
+    Poll,
 }
 
 /// A handler: the context and the five raw arguments.
@@ -157,11 +188,15 @@ pub static TABLE: [Option<Entry>; TABLE_SIZE] = {
     t[nr::VM_ASSIST as usize] = entry("vm_assist", memory::vm_assist, false);
     t[nr::MMUEXT_OP as usize] = entry("mmuext_op", mm::mmuext_op, false);
     t[nr::XEN_VERSION as usize] = entry("xen_version", version::xen_version, false);
-    t[nr::CONSOLE_IO as usize] = entry("console_io", console::console_io, true);
+    t[nr::SET_TIMER_OP as usize] = entry("set_timer_op", sched::set_timer_op, false);
+    // Every domain may write; reading is checked in the handler.
+    t[nr::CONSOLE_IO as usize] = entry("console_io", console::console_io, false);
     t[nr::IRET as usize] = entry("iret", traps::iret, false);
+    t[nr::VCPU_OP as usize] = entry("vcpu_op", vcpu::vcpu_op, false);
     t[nr::SET_SEGMENT_BASE as usize] = entry("set_segment_base", traps::set_segment_base, false);
     t[nr::SCHED_OP as usize] = entry("sched_op", sched::sched_op, false);
     t[nr::CALLBACK_OP as usize] = entry("callback_op", traps::callback_op, false);
+    t[nr::EVENT_CHANNEL_OP as usize] = entry("event_channel_op", event::event_channel_op, false);
     t
 };
 
@@ -190,6 +225,10 @@ pub fn complete(regs: &mut Regs, action: Action) -> Option<Action> {
             None
         }
         Action::Resume => None,
+        Action::Yield | Action::Block | Action::Poll => {
+            regs.rax = 0;
+            Some(action)
+        }
         other => Some(other),
     }
 }
@@ -198,6 +237,7 @@ pub fn complete(regs: &mut Regs, action: Action) -> Option<Action> {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
+    use crate::event;
     use crate::guest::fake::FakeMemory;
 
     /// Frames `0..FRAMES` of a fake machine, holding page-table contents.
@@ -223,10 +263,88 @@ pub(crate) mod testing {
     /// Another domain owns these.
     pub const OTHER_FRAMES: core::ops::Range<u64> = 80..96;
 
+    /// One domain's event state in the fake machine.
+    #[derive(Debug)]
+    pub struct FakeDomain {
+        pub id: DomId,
+        pub channels: Box<event::EventChannels>,
+        /// Its shared-info page. For the calling domain, `vcpu_info[0]` is
+        /// not used: the caller's `World::vinfo` stands in for it.
+        pub shared: Box<abi::shared_info::SharedInfo>,
+        pub privileged: bool,
+        pub paused: bool,
+    }
+
+    impl FakeDomain {
+        pub fn new(id: DomId, privileged: bool) -> FakeDomain {
+            FakeDomain {
+                id,
+                channels: Box::new(event::EventChannels::new(id, 1, if privileged { u32::MAX } else { 1023 })),
+                shared: Box::new(abi::shared_info::SharedInfo::zeroed()),
+                privileged,
+                paused: false,
+            }
+        }
+    }
+
+    /// A domain's event state as `with_domains` lends it: the shared-info
+    /// page, with `current` standing in for vCPU 0's `vcpu_info` in the
+    /// calling domain.
+    struct Split<'a> {
+        shared: &'a mut abi::shared_info::SharedInfo,
+        current: Option<&'a mut VcpuInfo>,
+    }
+
+    impl event::EventState for Split<'_> {
+        fn words(&mut self, vcpu: u32) -> event::EventWords<'_> {
+            let abi::shared_info::SharedInfo { vcpu_info, evtchn_pending, evtchn_mask, .. } = &mut *self.shared;
+            let vcpu = match (vcpu, self.current.as_deref_mut()) {
+                (0, Some(current)) => Some(current),
+                (v, _) => usize::try_from(v).ok().and_then(|i| vcpu_info.get_mut(i)),
+            };
+            event::EventWords { pending: evtchn_pending, mask: evtchn_mask, vcpu }
+        }
+    }
+
+    /// One fake domain as `with_domains` lends it.
+    struct Lent<'a> {
+        channels: &'a mut event::EventChannels,
+        state: Split<'a>,
+        privileged: bool,
+        paused: bool,
+    }
+
+    /// Every fake domain's event state, for one `with_domains`.
+    struct View<'a> {
+        doms: Vec<Lent<'a>>,
+    }
+
+    impl View<'_> {
+        fn find(&self, dom: DomId) -> Option<&Lent<'_>> {
+            self.doms.iter().find(|d| d.channels.domain() == dom)
+        }
+    }
+
+    impl event::Domains for View<'_> {
+        fn events(&mut self, dom: DomId) -> Option<event::DomainEvents<'_>> {
+            let d = self.doms.iter_mut().find(|d| d.channels.domain() == dom)?;
+            Some(event::DomainEvents { channels: d.channels, state: &mut d.state })
+        }
+        fn is_privileged(&self, dom: DomId) -> bool {
+            self.find(dom).is_some_and(|d| d.privileged)
+        }
+        fn is_paused_by_controller(&self, dom: DomId) -> bool {
+            self.find(dom).is_some_and(|d| d.paused)
+        }
+    }
+
     /// A platform that records what handlers asked of it, over a real
-    /// frame table and page-type engine with fake frame contents.
+    /// frame table and page-type engine with fake frame contents, and fake
+    /// domains' event state.
     #[derive(Debug)]
     pub struct Recorder {
+        /// The calling domain.
+        pub dom: DomId,
         pub console: Vec<u8>,
         pub input: Vec<u8>,
         pub segment_loads: Vec<(SegmentBase, u64)>,
@@ -238,11 +356,28 @@ pub(crate) mod testing {
         pub frames: crate::mm::frame::FrameTable<'static>,
         pub mem: FakeFrames,
         pub policy: crate::mm::pagetype::Policy,
+        /// What `now()` answers.
+        pub now: u64,
+        /// Every `set_timer`, in order.
+        pub timers: Vec<Option<u64>>,
+        /// Every `notify`, in order.
+        pub signals: Vec<event::Signal>,
+        /// Every `place_vcpu_info`, in order.
+        pub placed: Vec<(Mfn, u32, VcpuInfo)>,
+        /// Domains with event channels: the caller, and the others of 0, 1
+        /// and 2 (0 privileged).
+        pub domains: Vec<FakeDomain>,
     }
+
+    /// The data selectors the fake CPU holds (distinct, to check their
+    /// order in frames).
+    pub const SELECTORS: crate::trap::DataSelectors =
+        crate::trap::DataSelectors { ds: 0xe02b, es: 0x0010, fs: 0x0018, gs: 0x0020 };
 
     impl Recorder {
         /// Frames 0–15 the hypervisor's, `DOMAIN_FRAMES` domain `dom`'s,
-        /// `OTHER_FRAMES` domain 7's, the rest free.
+        /// `OTHER_FRAMES` domain 7's, the rest free. Domains 0 (privileged),
+        /// 1, 2 and `dom` have event channels.
         pub fn for_domain(dom: DomId) -> Recorder {
             use crate::mm::frame::{FrameTable, FrameUse, PageInfo};
             use crate::mm::memmap::FrameRange;
@@ -254,7 +389,12 @@ pub(crate) mod testing {
                 (r(OTHER_FRAMES), FrameUse::Domain(7)),
             ];
             let frames = FrameTable::new(pages, &[r(0..FRAMES)], &claims).expect("fixture claims");
+            let mut domains: Vec<FakeDomain> = (0..3).map(|id| FakeDomain::new(id, id == 0)).collect();
+            if dom > 2 {
+                domains.push(FakeDomain::new(dom, false));
+            }
             Recorder {
+                dom,
                 console: Vec::new(),
                 input: Vec::new(),
                 segment_loads: Vec::new(),
@@ -266,7 +406,17 @@ pub(crate) mod testing {
                 frames,
                 mem: FakeFrames::default(),
                 policy: crate::mm::pagetype::Policy { reserved_l4: [0; 16], nx: true },
+                now: 1_000_000_000,
+                timers: Vec::new(),
+                signals: Vec::new(),
+                placed: Vec::new(),
+                domains,
             }
+        }
+
+        /// Domain `dom`'s fake event state.
+        pub fn domain(&mut self, dom: DomId) -> &mut FakeDomain {
+            self.domains.iter_mut().find(|d| d.id == dom).expect("no such fake domain")
         }
     }
 
@@ -276,6 +426,9 @@ pub(crate) mod testing {
         }
         fn switch_guest_mode(&mut self, cr3: u64) {
             self.mode_switches.push(cr3);
+        }
+        fn data_selectors(&mut self) -> crate::trap::DataSelectors {
+            SELECTORS
         }
     }
 
@@ -333,6 +486,32 @@ pub(crate) mod testing {
         }
         fn max_mfn(&mut self) -> Mfn {
             0x8_0000
+        }
+        fn now(&mut self) -> u64 {
+            self.now
+        }
+        fn with_domains(&mut self, current: &mut VcpuInfo, op: &mut dyn FnMut(&mut dyn event::Domains)) {
+            let caller = self.dom;
+            let mut current = Some(current);
+            let doms = self
+                .domains
+                .iter_mut()
+                .map(|d| {
+                    let current = if d.id == caller { current.take() } else { None };
+                    let state = Split { shared: &mut d.shared, current };
+                    Lent { channels: &mut d.channels, state, privileged: d.privileged, paused: d.paused }
+                })
+                .collect();
+            op(&mut View { doms });
+        }
+        fn notify(&mut self, signal: event::Signal) {
+            self.signals.push(signal);
+        }
+        fn set_timer(&mut self, deadline: Option<u64>) {
+            self.timers.push(deadline);
+        }
+        fn place_vcpu_info(&mut self, mfn: Mfn, offset: u32, info: &VcpuInfo) {
+            self.placed.push((mfn, offset, *info));
         }
     }
 
@@ -403,7 +582,23 @@ mod tests {
     #[test]
     fn privileged_calls_are_refused_to_unprivileged_domains() {
         let mut w = World::new(false);
-        assert_eq!(w.call(nr::CONSOLE_IO, &[0, 0, 0]), Action::Return(Err(Errno::EPERM)));
+        assert_eq!(w.call(nr::UPDATE_VA_MAPPING_OTHERDOMAIN, &[0, 0, 0, 0]), Action::Return(Err(Errno::EPERM)));
+    }
+
+    #[test]
+    fn event_timer_and_vcpu_calls_are_open_to_every_domain() {
+        for n in [nr::SET_TIMER_OP, nr::VCPU_OP, nr::EVENT_CHANNEL_OP, nr::CONSOLE_IO] {
+            assert!(TABLE[n as usize].is_some_and(|e| !e.privileged), "hypercall {n}");
+        }
+    }
+
+    #[test]
+    fn waiting_actions_return_zero_and_reach_the_run_loop() {
+        for a in [Action::Yield, Action::Block, Action::Poll] {
+            let mut regs = Regs { rax: 99, ..Regs::default() };
+            assert_eq!(complete(&mut regs, a), Some(a));
+            assert_eq!(regs.rax, 0);
+        }
     }
 
     #[test]

@@ -18,6 +18,8 @@ const ENTRY_BYTES: u64 = core::mem::size_of::<MulticallEntry>() as u64;
 /// caller's memory can hold.
 pub(super) fn multicall(ctx: &mut Ctx<'_>, [list, count, ..]: [u64; 5]) -> Action {
     let list = GuestPtr(list);
+    // As in Xen, yielding or blocking takes effect when the batch ends.
+    let mut wait = None;
     for i in 0..count {
         let at = list.add(i.wrapping_mul(ENTRY_BYTES));
         let Ok(entry) = guest::read_obj::<MulticallEntry, _>(ctx.mem, at) else {
@@ -31,20 +33,26 @@ pub(super) fn multicall(ctx: &mut Ctx<'_>, [list, count, ..]: [u64; 5]) -> Actio
                 // Only iret resumes a rewritten frame, and it is refused above.
                 Action::Resume => Err(Errno::EINVAL),
                 stop @ (Action::Shutdown(_) | Action::Crash(_)) => return stop,
+                w @ (Action::Yield | Action::Block | Action::Poll) => {
+                    wait = Some(w);
+                    Ok(0)
+                }
             },
         };
         if guest::write_obj(ctx.mem, at.add(8), &encode_result(result)).is_err() {
             return Action::Return(Err(Errno::EFAULT));
         }
     }
-    Action::Return(Ok(0))
+    wait.unwrap_or(Action::Return(Ok(0)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::testing::{World, MEM_BASE};
     use super::*;
-    use abi::sched::{SchedShutdown, ShutdownReason, SCHEDOP_SHUTDOWN, XENVER_PAGESIZE, XENVER_VERSION};
+    use abi::sched::{
+        SchedShutdown, ShutdownReason, SCHEDOP_BLOCK, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD, XENVER_PAGESIZE, XENVER_VERSION,
+    };
 
     fn entry(op: u64, args: &[u64]) -> MulticallEntry {
         let mut a = [0; 6];
@@ -86,5 +94,28 @@ mod tests {
         assert_eq!(w.call(nr::MULTICALL, &[0xffff_8000_0000_0000, 1]), Action::Return(Err(Errno::EFAULT)));
         assert_eq!(w.call(nr::MULTICALL, &[MEM_BASE + 0xfff0, 1]), Action::Return(Err(Errno::EFAULT)));
         assert_eq!(w.call(nr::MULTICALL, &[0, 0]), Action::Return(Ok(0)), "an empty batch");
+    }
+
+    #[test]
+    fn waiting_takes_effect_when_the_batch_ends() {
+        let mut w = World::new(false);
+        let batch = [
+            entry(nr::SCHED_OP, &[SCHEDOP_YIELD.into()]),
+            entry(nr::XEN_VERSION, &[XENVER_PAGESIZE.into()]),
+            entry(nr::SCHED_OP, &[SCHEDOP_BLOCK.into()]),
+            entry(nr::XEN_VERSION, &[XENVER_VERSION.into()]),
+        ];
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &batch).unwrap();
+        w.vinfo.evtchn_upcall_mask = 1;
+        assert_eq!(w.call(nr::MULTICALL, &[MEM_BASE, 4]), Action::Block, "the last wait wins");
+        assert_eq!(w.ret(), 0);
+        assert_eq!(result(&mut w, 0), 0, "yield succeeded");
+        assert_eq!(result(&mut w, 1), 4096, "and the batch went on");
+        assert_eq!(result(&mut w, 2), 0);
+        assert_eq!(result(&mut w, 3), 0x0004_0011);
+        assert_eq!(w.vinfo.evtchn_upcall_mask, 0, "block unmasked at once");
+        let batch = [entry(nr::SCHED_OP, &[SCHEDOP_YIELD.into()])];
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &batch).unwrap();
+        assert_eq!(w.call(nr::MULTICALL, &[MEM_BASE, 1]), Action::Yield);
     }
 }

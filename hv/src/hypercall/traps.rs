@@ -5,6 +5,7 @@ use crate::domain::Callback;
 use crate::guest::{self, GuestPtr};
 use crate::layout::is_canonical;
 use crate::regs::{rflags, GUEST_CS64, GUEST_SS};
+use crate::trap;
 use abi::arch::{IretContext, SegmentBase, TrapInfo, VGCF_IN_SYSCALL};
 use abi::callback::*;
 use abi::errno::Errno;
@@ -152,23 +153,37 @@ pub(super) fn set_segment_base(ctx: &mut Ctx<'_>, [which, value, ..]: [u64; 5]) 
 /// `iret`: the guest's return from an exception or event handler. The
 /// hypercall page's entry 23 pushes `rax, r11, rcx` over the guest's
 /// `flags, rip, cs, rflags, rsp, ss`, so an `iret_context` lies at `rsp`.
+///
+/// A context the CPU would refuse to return to (a code or stack selector
+/// other than the flat 64-bit ones, which are all there is without a
+/// guest GDT, or a non-canonical `rip`) is, as in Xen, installed anyway
+/// and handed to the guest's failsafe callback ([`trap::failsafe`]), as
+/// if the hardware `iretq` had faulted; without a failsafe callback the
+/// domain crashes. An unreadable context, a return to user mode without
+/// user page tables, or a non-canonical `rsp` crash the domain.
 pub(super) fn iret(ctx: &mut Ctx<'_>, _: [u64; 5]) -> Action {
     let Ok(c) = guest::read_obj::<IretContext, _>(ctx.mem, GuestPtr(ctx.regs.rsp)) else {
         return Action::Crash("iret: the iret context is not readable");
     };
     // Selectors are 16 bits; a bounce frame's CS carries the saved upcall
-    // mask above them, which `iret` ignores.
-    let (cs, ss) = (c.cs & 0xffff, c.ss & 0xffff);
-    let to_user = cs & 3 == 3;
+    // mask above them, which `iret` ignores. The guest's are always RPL 3.
+    let (cs, ss) = ((c.cs & 0xffff) | 3, (c.ss & 0xffff) | 3);
+    let to_user = c.cs & 3 == 3;
     if to_user && ctx.domain.vcpu.user_table.is_none() {
         return Action::Crash("iret to guest user mode with no user page tables");
     }
-    // Without a guest GDT (set_gdt) only the flat 64-bit selectors exist.
-    if cs | 3 != GUEST_CS64 || ss | 3 != GUEST_SS {
-        return Action::Crash("iret: bad code or stack selector");
+    if !is_canonical(c.rsp) {
+        return Action::Crash("iret: non-canonical rsp");
     }
-    if !is_canonical(c.rip) || !is_canonical(c.rsp) {
-        return Action::Crash("iret: non-canonical rip or rsp");
+    let refused = if cs != GUEST_CS64 || ss != GUEST_SS {
+        Some("iret: bad code or stack selector")
+    } else if !is_canonical(c.rip) {
+        Some("iret: non-canonical rip")
+    } else {
+        None
+    };
+    if let (Some(why), 0) = (refused, ctx.domain.vcpu.failsafe_callback.address) {
+        return Action::Crash(why);
     }
     let r = &mut *ctx.regs;
     r.rax = c.rax;
@@ -177,14 +192,19 @@ pub(super) fn iret(ctx: &mut Ctx<'_>, _: [u64; 5]) -> Action {
         r.rcx = c.rcx;
     }
     r.rip = c.rip;
-    r.cs = GUEST_CS64;
+    r.cs = cs;
     r.rflags = (c.rflags & !(rflags::IOPL | rflags::VM)) | rflags::IF | rflags::FIXED;
     r.rsp = c.rsp;
-    r.ss = GUEST_SS;
+    r.ss = ss;
     ctx.vinfo.evtchn_upcall_mask = u8::from(c.rflags & rflags::IF == 0);
     if let (true, Some(user_cr3)) = (to_user, ctx.domain.vcpu.user_cr3()) {
         ctx.platform.switch_guest_mode(user_cr3);
         ctx.domain.vcpu.kernel_mode = false;
+    }
+    if refused.is_some() {
+        if let Err(crash) = trap::failsafe(ctx.regs, &mut ctx.domain.vcpu, ctx.vinfo, ctx.mem, ctx.platform) {
+            return Action::Crash(crash.reason);
+        }
     }
     Action::Resume
 }
@@ -310,7 +330,8 @@ mod tests {
     fn bad_iret_contexts_crash_the_domain() {
         let good = IretContext { rip: 0x1000, cs: 0xe030, rsp: 0x2000, ss: 0xe02b, ..IretContext::default() };
         for (c, why) in [
-            (IretContext { rip: 0x8000_0000_0000_0000, ..good }, "non-canonical"),
+            (IretContext { rip: 0x8000_0000_0000_0000, ..good }, "non-canonical rip"),
+            (IretContext { rsp: 0x8000_0000_0000_0000, ..good }, "non-canonical rsp"),
             (IretContext { cs: 0xe008, ..good }, "selector"),
             (IretContext { ss: 0xe010, ..good }, "selector"),
             (IretContext { cs: 0xe030 | 0x100, ..good }, "selector"),
@@ -324,6 +345,87 @@ mod tests {
         let mut w = World::new(false);
         w.regs.rsp = 0xffff_8000_0000_0000;
         assert!(matches!(w.call(nr::IRET, &[]), Action::Crash(_)));
+    }
+
+    const FAILSAFE_CB: u64 = 0xffff_ffff_8000_f000;
+
+    fn stack_words(w: &mut World, n: usize) -> Vec<u64> {
+        (0..n).map(|i| guest::read_obj::<u64, _>(&mut w.mem, GuestPtr(w.regs.rsp + 8 * i as u64)).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_refused_iret_enters_the_failsafe_callback() {
+        let mut w = World::new(false);
+        w.domain.vcpu.failsafe_callback = Callback { address: FAILSAFE_CB, mask_events: false };
+        let c = IretContext {
+            rax: 7,
+            r11: 0x11,
+            rcx: 0xcc,
+            flags: 0,
+            rip: 0xffff_ffff_8000_5000,
+            cs: 0xe010 | (1 << 32),
+            rflags: rflags::IF,
+            rsp: MEM_BASE + 0x4008,
+            ss: 0xe02b,
+        };
+        guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), &c).unwrap();
+        w.vinfo.evtchn_upcall_mask = 1;
+        assert_eq!(w.call(nr::IRET, &[]), Action::Resume);
+        let r = w.regs;
+        assert_eq!((r.rip, r.cs, r.ss, r.rax), (FAILSAFE_CB, GUEST_CS64, GUEST_SS, 7));
+        assert_eq!(r.rsp, MEM_BASE + 0x4000 - 88, "on the stack iret would have returned to");
+        assert_eq!(w.vinfo.evtchn_upcall_mask, 0, "restored from the context; not masked by this callback");
+        let s = super::super::testing::SELECTORS;
+        assert_eq!(
+            stack_words(&mut w, 11),
+            [
+                0xcc,
+                0x11,
+                s.ds.into(),
+                s.es.into(),
+                s.fs.into(),
+                s.gs.into(),
+                0xffff_ffff_8000_5000,
+                0xe010, // the refused selector, RPL cleared: kernel mode; mask 0
+                rflags::IF | rflags::FIXED,
+                MEM_BASE + 0x4008,
+                0xe02b
+            ]
+        );
+    }
+
+    #[test]
+    fn a_refused_iret_to_user_mode_fails_safe_on_the_kernel_stack() {
+        let mut w = World::new(false);
+        w.domain.vcpu.user_table = Some(0x777);
+        w.domain.vcpu.kernel_table = Some(0x555);
+        w.domain.vcpu.kernel_sp = MEM_BASE + 0x6000;
+        w.domain.vcpu.failsafe_callback = Callback { address: FAILSAFE_CB, mask_events: true };
+        let c = IretContext {
+            rip: 0x8000_0000_0000_0000,
+            cs: 0xe033,
+            rsp: 0x7000_0000,
+            ss: 0xe02b,
+            ..IretContext::default()
+        };
+        guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), &c).unwrap();
+        assert_eq!(w.call(nr::IRET, &[]), Action::Resume);
+        assert!(w.domain.vcpu.kernel_mode);
+        assert_eq!(w.platform.mode_switches, [0x77_7000, 0x55_5000], "into user mode, and back for the callback");
+        assert_eq!((w.regs.rip, w.regs.rsp), (FAILSAFE_CB, MEM_BASE + 0x6000 - 88));
+        assert_eq!(w.vinfo.evtchn_upcall_mask, 1, "registered with mask_events");
+        let f = stack_words(&mut w, 11);
+        assert_eq!((f[6], f[7], f[8] & rflags::IF, f[9]), (0x8000_0000_0000_0000, 0xe033 | (1 << 32), 0, 0x7000_0000));
+    }
+
+    #[test]
+    fn a_failsafe_onto_a_bad_stack_crashes() {
+        let mut w = World::new(false);
+        w.domain.vcpu.failsafe_callback = Callback { address: FAILSAFE_CB, mask_events: false };
+        let c =
+            IretContext { rip: 0x1000, cs: 0xe008, rsp: 0xffff_8800_0000_0000, ss: 0xe02b, ..IretContext::default() };
+        guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), &c).unwrap();
+        assert_eq!(w.call(nr::IRET, &[]), Action::Crash("guest kernel stack is not writable"));
     }
 
     #[test]

@@ -222,3 +222,50 @@ pub unsafe fn load_user_gs_selector(selector: u16) {
     // half; the caller vouches for the selector, so the load cannot fault.
     unsafe { asm!("swapgs", "mov gs, {0:x}", "swapgs", in(reg) selector, options(nostack, preserves_flags)) }
 }
+
+/// Enables interrupts, halts until one arrives (and is handled), and
+/// disables them again.
+pub fn wait_for_interrupt() {
+    // SAFETY: `sti; hlt` is atomic with respect to interrupts (STI's shadow
+    // covers HLT), so no wakeup is lost; every vector has a gate, and the
+    // handlers of interrupts taken in the hypervisor only acknowledge them.
+    unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) }
+}
+
+/// The data-segment selectors `ds, es, fs, gs` (the running guest's: the
+/// hypervisor does not load them).
+pub fn data_selectors() -> [u16; 4] {
+    let (ds, es, fs, gs): (u16, u16, u16, u16);
+    // SAFETY: reading segment selectors has no side effects.
+    unsafe {
+        asm!("mov {0:x}, ds", "mov {1:x}, es", "mov {2:x}, fs", "mov {3:x}, gs",
+             out(reg) ds, out(reg) es, out(reg) fs, out(reg) gs, options(nomem, nostack, preserves_flags))
+    }
+    [ds, es, fs, gs]
+}
+
+/// Whether `selector` names a data segment the CPU would load (`verr`:
+/// present and readable); the null selector counts as loadable.
+fn loadable(selector: u16) -> bool {
+    if selector & !3 == 0 {
+        return true;
+    }
+    let ok: u8;
+    // SAFETY: VERR only inspects the descriptor and sets ZF; it never faults
+    // on a bad selector.
+    unsafe { asm!("verr {0:x}", "setz {1}", in(reg) selector, out(reg_byte) ok, options(nomem, nostack)) }
+    ok != 0
+}
+
+/// Loads the data-segment selectors `ds, es, fs, gs` of a guest being
+/// switched to; one that would fault (its descriptor changed since) is
+/// loaded as null. Loading FS and GS resets their bases: load those after.
+pub fn load_data_selectors(selectors: [u16; 4]) {
+    let [ds, es, fs, gs] = selectors.map(|s| if loadable(s) { s } else { 0 });
+    // SAFETY: each selector is null or was just checked loadable, so the
+    // loads cannot fault; the hypervisor addresses memory without them.
+    unsafe {
+        asm!("mov ds, {0:x}", "mov es, {1:x}", "mov fs, {2:x}", "mov gs, {3:x}",
+             in(reg) ds, in(reg) es, in(reg) fs, in(reg) gs, options(nostack, preserves_flags))
+    }
+}

@@ -1,5 +1,6 @@
 //! x86_64: boot, descriptor tables, traps, serial port, power.
 
+pub mod apic;
 mod boot;
 pub mod clock;
 pub mod cpu;

@@ -233,8 +233,12 @@ extern "C" fn hv_trap(frame: &mut Regs) {
         13 | 14 if frame.rip == core::ptr::addr_of!(copy_guest_insn_b) as u64 => {
             frame.rip = core::ptr::addr_of!(copy_guest_fixup_b) as u64;
         }
-        // External interrupts: all sources are masked, so these are the
-        // PIC's spurious IRQ 7 and 15 (no EOI for those).
+        // The timer interrupt while the hypervisor idles: the idle loop
+        // goes on from its `hlt`.
+        v if v == u64::from(super::apic::TIMER_VECTOR) => super::apic::eoi(),
+        // Other external interrupts: the PIC's lines are masked, so these
+        // are its spurious IRQ 7 and 15, or the APIC's spurious vector (no
+        // EOI for those).
         32..=255 => log::debug!("spurious interrupt, vector {}", frame.vector),
         _ => fatal_trap(frame),
     }
