@@ -68,6 +68,9 @@ pub enum DebugFault {
     PageFault,
     /// A Rust panic.
     Panic,
+    /// Unbounded recursion: the stack's guard page turns the overflow into
+    /// a `#PF` that cannot be delivered, so a `#DF` (vector 8).
+    StackOverflow,
 }
 
 impl DebugFault {
@@ -80,6 +83,7 @@ impl DebugFault {
             "gp" => DebugFault::GeneralProtection,
             "pf" => DebugFault::PageFault,
             "panic" => DebugFault::Panic,
+            "stack" => DebugFault::StackOverflow,
             _ => return None,
         })
     }
@@ -149,7 +153,7 @@ pub fn parse_size(value: &str) -> Option<u64> {
 /// `loglvl=` values, for messages.
 const LOGLVL_VALUES: &str = "none|error|warning|info|debug|trace|all";
 /// `debug_fault=` values, for messages.
-const DEBUG_FAULT_VALUES: &str = "de|bp|ud|gp|pf|panic";
+const DEBUG_FAULT_VALUES: &str = "de|bp|ud|gp|pf|panic|stack";
 
 impl<'a> CmdLine<'a> {
     /// Parses a multiboot command line. Never fails: problems become

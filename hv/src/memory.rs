@@ -150,3 +150,39 @@ pub fn hypervisor_l4_slots() -> [u64; RESERVED_L4_SLOTS] {
     slots.copy_from_slice(&l4[FIRST_RESERVED_L4_SLOT..=LAST_RESERVED_L4_SLOT]);
     slots
 }
+
+/// Unmaps the page below the hypervisor stack in the image mapping, so
+/// that a stack overflow faults (on the IST stack of `#PF`/`#DF`) rather
+/// than silently overwriting the boot page tables below it.
+///
+/// The image mapping (L4 slot 261) shares its 2 MiB-page directory with
+/// the direct map's first GiB; it gets a directory of its own, and the
+/// 2 MiB page holding the guard is split into 4 KiB pages. The direct map
+/// still maps the guard frame: only the stack's own addresses fault.
+pub fn guard_stack() -> Result<(), &'static str> {
+    use hv::layout::IMAGE_VIRT_OFFSET;
+    let guard_va = paging::stack_guard_va();
+    let (l3_mfn, l3_index) = paging::image_l3();
+    let mut tables = DirectTables;
+    let old_pd = tables.table(l3_mfn)[l3_index];
+    if old_pd & pte::P == 0 {
+        return Err("the image is not mapped");
+    }
+    let pd = tables.alloc_table().ok_or("no frame for the image's page directory")?;
+    let l1 = tables.alloc_table().ok_or("no frame for the stack guard's page table")?;
+    let old: [u64; 512] = *tables.table((old_pd & 0x000f_ffff_ffff_f000) >> 12);
+    let l2_index = ((guard_va - IMAGE_VIRT_OFFSET) >> 21) as usize % 512;
+    let big = old[l2_index];
+    let base = big & 0x000f_ffff_ffe0_0000;
+    let guard_index = ((guard_va >> 12) % 512) as usize;
+    let small = tables.table(l1);
+    for (i, e) in small.iter_mut().enumerate() {
+        *e = if i == guard_index { 0 } else { (base + (i as u64) * PAGE_SIZE) | pte::P | pte::RW };
+    }
+    let new = tables.table(pd);
+    *new = old;
+    new[l2_index] = (l1 << 12) | pte::P | pte::RW;
+    tables.table(l3_mfn)[l3_index] = (pd << 12) | (old_pd & 0xfff);
+    crate::arch::cpu::flush_tlb();
+    Ok(())
+}

@@ -89,6 +89,9 @@ extern "C" fn hv_start64(magic: u32, mbi: u32) -> ! {
     log::debug!("cpu: GDT, TSS, IDT and SYSCALL set up; lower half unmapped");
 
     init_memory(&info);
+    if let Err(e) = crate::memory::guard_stack() {
+        log::warn!("memory: no guard page below the stack: {e}");
+    }
     crate::clock::init();
 
     if let Some(fault) = cmdline.debug_fault {
@@ -454,6 +457,10 @@ fn trigger(fault: DebugFault) {
         DebugFault::GeneralProtection => unsafe {
             core::ptr::read_volatile(0x8000_0000_0000_0000 as *const u64);
         },
+        // The guard page below the stack stops the recursion.
+        DebugFault::StackOverflow => {
+            log::info!("debug_fault: recursed {} times", recurse(0));
+        }
         // SAFETY: the lower half is unmapped in the hypervisor's tables, so
         // the read faults before any access.
         DebugFault::PageFault => unsafe {
@@ -461,6 +468,17 @@ fn trigger(fault: DebugFault) {
         },
     }
     log::error!("debug_fault: {fault:?} did not fault");
+}
+
+/// Recurses without bound (for `debug_fault=stack`); the result is used so
+/// the recursion is not optimised into a loop.
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    let frame = core::hint::black_box([depth; 64]);
+    recurse(frame[depth as usize % 64] + 1).wrapping_add(frame[0])
 }
 
 #[panic_handler]

@@ -146,10 +146,16 @@ boot_pml4:
     .skip 4096
 boot_pdpt_low:
     .skip 4096
+    .global boot_pdpt_img
 boot_pdpt_img:
     .skip 4096
 boot_pd:
     .skip 4096 * 4
+    /* Unmapped once memory is set up (paging::guard_stack): an overflow
+       of the stack below faults instead of overwriting the page tables. */
+    .global boot_stack_guard
+boot_stack_guard:
+    .skip 4096
     .global boot_stack_top
 boot_stack:
     .skip {stack_size}

@@ -3,6 +3,23 @@
 extern "C" {
     /// The boot L4 (boot.rs).
     static mut boot_pml4: [u64; 512];
+    /// The boot L3 of the image mapping (boot.rs).
+    static boot_pdpt_img: [u64; 512];
+    /// The page below the hypervisor stack (boot.rs).
+    static boot_stack_guard: [u8; 4096];
+}
+
+/// The image mapping's L3 table (its machine frame) and the index of the
+/// entry that maps the image.
+pub fn image_l3() -> (u64, usize) {
+    let mfn = (&raw const boot_pdpt_img as u64 - hv::layout::IMAGE_VIRT_OFFSET) >> 12;
+    let index = ((hv::layout::IMAGE_VIRT_OFFSET >> 30) % 512) as usize;
+    (mfn, index)
+}
+
+/// The address of the page below the hypervisor stack.
+pub fn stack_guard_va() -> u64 {
+    &raw const boot_stack_guard as u64
 }
 
 /// Removes the boot identity map of the low 4 GiB, leaving the lower half
