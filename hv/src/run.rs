@@ -40,6 +40,8 @@ static CURRENT: AtomicU32 = AtomicU32::new(NONE);
 static HAVE_DOM0: AtomicBool = AtomicBool::new(false);
 /// A timer deadline changed since the timer interrupt was armed.
 static TIMERS_CHANGED: AtomicBool = AtomicBool::new(false);
+/// Signals were queued since [`SIGNALS`] was last drained.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
 /// Whether each domain's console output is at the start of a line.
 static AT_LINE_START: [AtomicBool; domains::MAX_DOMAINS] = [const { AtomicBool::new(true) }; domains::MAX_DOMAINS];
@@ -207,7 +209,7 @@ impl Platform for Machine {
     }
 
     fn notify(&mut self, signal: Signal) {
-        SIGNALS.lock().push(signal);
+        queue_signal(signal);
     }
 
     fn set_timer(&mut self, deadline: Option<u64>) {
@@ -269,6 +271,10 @@ pub fn from_guest(regs: &mut Regs) {
         },
         None => no_guest(regs),
     };
+    let quiet = !TIMERS_CHANGED.load(Ordering::Relaxed) && !SIGNALLED.load(Ordering::Relaxed);
+    if next == Next::Resume && quiet && hv::layout::is_canonical(regs.rip) {
+        return;
+    }
     after(regs, cur as DomId, next);
 }
 
@@ -291,8 +297,26 @@ fn vcpu_info(slot: &Slot) -> &'static mut VcpuInfo {
     unsafe { &mut *domains::vcpu_info_ptr(slot.shared_info, at) }
 }
 
-/// The running domain's part of an entry.
+/// The running domain's part of an entry. When the domain is to resume,
+/// a due upcall is delivered here, while its slot is held.
 fn handle(regs: &mut Regs, slot: &mut Slot) -> Next {
+    match entry(regs, slot) {
+        // Checked here first: this is every hypercall's path back.
+        Next::Resume if !hv::event::two_level::upcall_due(vcpu_info(slot)) => Next::Resume,
+        Next::Resume => {
+            let vinfo = vcpu_info(slot);
+            let dom = slot.domain.id;
+            match trap::deliver_event(regs, &mut slot.domain.vcpu, vinfo, &mut CurrentSpace, &mut Machine { dom }) {
+                Ok(_) => Next::Resume,
+                Err(c) => report_crash(dom, c),
+            }
+        }
+        other => other,
+    }
+}
+
+/// What an entry from the running domain asks for.
+fn entry(regs: &mut Regs, slot: &mut Slot) -> Next {
     let dom = slot.domain.id;
     let vinfo = vcpu_info(slot);
     if regs.vector == SYSCALL_VECTOR && !slot.domain.vcpu.kernel_mode {
@@ -380,8 +404,10 @@ fn after(regs: &mut Regs, cur: DomId, next: Next) {
     resched |= wake_signalled();
     if resched || TIMERS_CHANGED.load(Ordering::Relaxed) {
         schedule(regs, resched);
+        // The vCPU now on the CPU may be another, or have been woken by an
+        // event: `handle` delivered the running one's upcall before this.
+        deliver_upcall(regs);
     }
-    deliver_upcall(regs);
     // The one way back to a guest is `iretq`, which faults in the
     // hypervisor on a non-canonical `rip`. Handlers validate every address
     // they install, but emulation steps `rip` past an instruction, which
@@ -424,8 +450,17 @@ fn wake_for(dom: DomId, signal: Option<Signal>) -> bool {
     wake && sched(|s| s.wake(vcpu0(dom)))
 }
 
+/// Queues a wakeup for [`wake_signalled`].
+fn queue_signal(signal: Signal) {
+    SIGNALS.lock().push(signal);
+    SIGNALLED.store(true, Ordering::Relaxed);
+}
+
 /// Acts on queued signals. `true`: a woken vCPU should preempt.
 fn wake_signalled() -> bool {
+    if !SIGNALLED.swap(false, Ordering::Relaxed) {
+        return false;
+    }
     let mut preempt = false;
     loop {
         let popped = {
@@ -489,7 +524,7 @@ fn raise_virq(dom: DomId, virq: u32) {
         hv::event::Domains::events(&mut all, dom).and_then(|ev| ev.channels.raise_virq(ev.state, virq, 0))
     };
     if let Some(s) = signal {
-        SIGNALS.lock().push(s);
+        queue_signal(s);
     }
 }
 
