@@ -26,6 +26,12 @@
 
 use crate::arch::{SegmentBase, TrapInfo};
 use crate::callback::{CallbackRegister, CallbackUnregister, CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER};
+use crate::event_channel::{
+    EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq, EvtchnClose, EvtchnReset,
+    EvtchnSend, EvtchnStatus, EvtchnUnmask, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI,
+    EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_RESET, EVTCHNOP_SEND, EVTCHNOP_STATUS,
+    EVTCHNOP_UNMASK,
+};
 use crate::hypercall as nr;
 use crate::hypercall_page::{HYPERCALL_PAGE_ENTRIES, HYPERCALL_PAGE_ENTRY_SIZE};
 use crate::mm::{
@@ -34,10 +40,12 @@ use crate::mm::{
 };
 use crate::sched::ShutdownReason;
 use crate::sched::{
-    SchedShutdown, XenFeatureInfo, XenPlatformParameters, CONSOLEIO_READ, CONSOLEIO_WRITE, SCHEDOP_BLOCK,
-    SCHEDOP_SHUTDOWN, SCHEDOP_SHUTDOWN_CODE, SCHEDOP_YIELD, XENVER_BUILD_ID, XENVER_CAPABILITIES, XENVER_CHANGESET,
-    XENVER_COMMANDLINE, XENVER_COMPILE_INFO, XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_GUEST_HANDLE,
-    XENVER_PAGESIZE, XENVER_PLATFORM_PARAMETERS, XENVER_VERSION, XEN_CAPABILITIES_INFO_LEN, XEN_CHANGESET_INFO_LEN,
+    SchedPoll, SchedShutdown, VcpuRegisterVcpuInfo, VcpuSetSingleshotTimer, XenFeatureInfo, XenPlatformParameters,
+    CONSOLEIO_READ, CONSOLEIO_WRITE, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN, SCHEDOP_SHUTDOWN_CODE,
+    SCHEDOP_YIELD, VCPUOP_REGISTER_VCPU_INFO, VCPUOP_SET_SINGLESHOT_TIMER, VCPUOP_STOP_PERIODIC_TIMER,
+    VCPUOP_STOP_SINGLESHOT_TIMER, XENVER_BUILD_ID, XENVER_CAPABILITIES, XENVER_CHANGESET, XENVER_COMMANDLINE,
+    XENVER_COMPILE_INFO, XENVER_EXTRAVERSION, XENVER_GET_FEATURES, XENVER_GUEST_HANDLE, XENVER_PAGESIZE,
+    XENVER_PLATFORM_PARAMETERS, XENVER_VERSION, XEN_CAPABILITIES_INFO_LEN, XEN_CHANGESET_INFO_LEN,
     XEN_EXTRAVERSION_LEN,
 };
 use crate::Errno;
@@ -374,8 +382,12 @@ impl<H: Hypercall> Hypercalls<H> {
         self.call_plain(nr::SCHED_OP, [u64::from(SCHEDOP_YIELD), 0, 0, 0, 0])
     }
 
-    /// `sched_op(SCHEDOP_block)`: unmasks events and sleeps until one is
-    /// pending. Returns 0 when woken.
+    /// `sched_op(SCHEDOP_block)`: clears this vCPU's `evtchn_upcall_mask`,
+    /// then sleeps until an event is pending. The check comes after the
+    /// unmask, so an event that arrived while upcalls were masked makes it
+    /// return at once: mask, check for work, block is free of lost
+    /// wakeups. Pending upcalls are delivered as it returns, and the mask
+    /// stays clear. Returns 0.
     pub fn sched_block(&self) -> Result<u64, Errno> {
         self.call_plain(nr::SCHED_OP, [u64::from(SCHEDOP_BLOCK), 0, 0, 0, 0])
     }
@@ -394,6 +406,174 @@ impl<H: Hypercall> Hypercalls<H> {
         let arg = SchedShutdown { reason: reason.into() };
         // Reads `sched_shutdown_t` (4 bytes).
         self.call_plain(nr::SCHED_OP, [u64::from(SCHEDOP_SHUTDOWN_CODE), ptr(&arg), 0, 0, 0])
+    }
+
+    /// `sched_op(SCHEDOP_poll)`: sleeps until one of `ports` is pending, or
+    /// until system time `timeout_abs_ns` (0: no timeout), and returns 0.
+    /// Returns at once if a port is already pending, or if an upcall is
+    /// pending and not masked, so callers poll with upcalls masked. Xen
+    /// refuses more than 128 ports and a port at or past the event-channel
+    /// limit (`EINVAL`); more than `u32::MAX` ports is `EINVAL` here without
+    /// a call.
+    pub fn sched_poll(&self, ports: &[u32], timeout_abs_ns: u64) -> Result<u64, Errno> {
+        let nr_ports = u32::try_from(ports.len()).map_err(|_| Errno::EINVAL)?;
+        let arg = SchedPoll { ports: ports.as_ptr() as u64, nr_ports, _pad0: 0, timeout: timeout_abs_ns };
+        // Reads `sched_poll_t` (24 bytes) and `nr_ports` u32s from `ports`.
+        self.call_plain(nr::SCHED_OP, [u64::from(SCHEDOP_POLL), ptr(&arg), 0, 0, 0])
+    }
+
+    // ---- timers ---------------------------------------------------------------
+
+    /// `set_timer_op(timeout_abs_ns)`: arms this vCPU's one-shot timer for
+    /// system time `timeout_abs_ns` (ns since boot, the pvclock's scale); at
+    /// expiry the hypervisor raises `VIRQ_TIMER`. A time in the past fires
+    /// at once; 0 cancels the timer. Returns 0. The same timer as
+    /// [`Hypercalls::vcpu_set_singleshot_timer`].
+    pub fn set_timer_op(&self, timeout_abs_ns: u64) -> Result<u64, Errno> {
+        self.call_plain(nr::SET_TIMER_OP, [timeout_abs_ns, 0, 0, 0, 0])
+    }
+
+    // ---- vcpu_op ----------------------------------------------------------
+
+    /// `vcpu_op(VCPUOP_set_singleshot_timer, vcpu, &{timeout_abs_ns, flags})`:
+    /// arms the one-shot timer of `vcpu` (which must be the calling vCPU,
+    /// else `EINVAL`); expiry raises `VIRQ_TIMER`, at once for a time
+    /// already past. Xen 4.17.7 ignores [`crate::sched::VCPU_SSHOTTMR_FUTURE`]
+    /// in `flags` (older Xen refused a past timeout with it, `ETIME`). A
+    /// vCPU the domain does not have is `ENOENT`.
+    pub fn vcpu_set_singleshot_timer(&self, vcpu: u32, timeout_abs_ns: u64, flags: u32) -> Result<u64, Errno> {
+        let arg = VcpuSetSingleshotTimer { timeout_abs_ns, flags, _pad0: 0 };
+        // Reads `vcpu_set_singleshot_timer_t` (16 bytes).
+        self.call_plain(nr::VCPU_OP, [u64::from(VCPUOP_SET_SINGLESHOT_TIMER), u64::from(vcpu), ptr(&arg), 0, 0])
+    }
+
+    /// `vcpu_op(VCPUOP_stop_singleshot_timer, vcpu, NULL)`: cancels the
+    /// one-shot timer (also the one [`Hypercalls::set_timer_op`] arms).
+    pub fn vcpu_stop_singleshot_timer(&self, vcpu: u32) -> Result<u64, Errno> {
+        self.call_plain(nr::VCPU_OP, [u64::from(VCPUOP_STOP_SINGLESHOT_TIMER), u64::from(vcpu), 0, 0, 0])
+    }
+
+    /// `vcpu_op(VCPUOP_stop_periodic_timer, vcpu, NULL)`: stops the periodic
+    /// `VIRQ_TIMER` ticker, which Xen starts at 100 Hz for every PV vCPU.
+    pub fn vcpu_stop_periodic_timer(&self, vcpu: u32) -> Result<u64, Errno> {
+        self.call_plain(nr::VCPU_OP, [u64::from(VCPUOP_STOP_PERIODIC_TIMER), u64::from(vcpu), 0, 0, 0])
+    }
+
+    /// `vcpu_op(VCPUOP_register_vcpu_info, vcpu, info)`: moves `vcpu`'s
+    /// `vcpu_info` (64 bytes: event flags, `arch.cr2`, time) out of the
+    /// shared-info page to byte `info.offset` of frame `info.mfn` (for a PV
+    /// guest, a machine frame). The hypervisor copies the current contents
+    /// there, marks every selector bit and `evtchn_upcall_pending`, and from
+    /// then on updates only the new copy. An offset that would cross the
+    /// page or is not 8-aligned is `ENXIO`; once per vCPU: a second call is
+    /// `EINVAL`, as is a frame the domain cannot map writable.
+    ///
+    /// # Safety
+    ///
+    /// The 64 bytes at that place become the hypervisor's for the domain's
+    /// life: the guest may touch them only as the `vcpu_info` (with
+    /// atomic or volatile accesses), and must never free the frame, give it
+    /// back or use it for anything else.
+    pub unsafe fn vcpu_register_vcpu_info(&self, vcpu: u32, info: &VcpuRegisterVcpuInfo) -> Result<u64, Errno> {
+        // SAFETY: the hypervisor reads `vcpu_register_vcpu_info_t` (16
+        // bytes); the frame's future use is the caller's promise.
+        unsafe { self.call(nr::VCPU_OP, [u64::from(VCPUOP_REGISTER_VCPU_INFO), u64::from(vcpu), ptr(info), 0, 0]) }
+    }
+
+    // ---- event_channel_op ---------------------------------------------------
+
+    /// `event_channel_op(cmd, arg)` for a command whose struct the
+    /// hypervisor reads and may write back in place.
+    fn evtchn_op<T>(&self, cmd: u32, arg: &mut T) -> Result<u64, Errno> {
+        // Reads and writes the command's struct, `size_of::<T>()` bytes.
+        self.call_plain(nr::EVENT_CHANNEL_OP, [u64::from(cmd), ptr_mut(arg), 0, 0, 0])
+    }
+
+    /// `EVTCHNOP_alloc_unbound`: allocates a port in domain `dom`
+    /// ([`DOMID_SELF`] unless privileged) that domain `remote_dom` may
+    /// bind with [`Hypercalls::evtchn_bind_interdomain`] ([`DOMID_SELF`]
+    /// means the caller: a loopback channel). Returns the port.
+    pub fn evtchn_alloc_unbound(&self, dom: u16, remote_dom: u16) -> Result<u32, Errno> {
+        let mut arg = EvtchnAllocUnbound { dom, remote_dom, port: 0 };
+        self.evtchn_op(EVTCHNOP_ALLOC_UNBOUND, &mut arg)?;
+        Ok(arg.port)
+    }
+
+    /// `EVTCHNOP_bind_interdomain`: connects a new local port to port
+    /// `remote_port` of `remote_dom` ([`DOMID_SELF`]: this domain), which
+    /// must be unbound and allocated for this domain (else `EINVAL`; a
+    /// domain that does not exist is `ESRCH`). Returns the local port, which
+    /// Xen leaves pending (a notification sent to the unbound port may have
+    /// been lost).
+    pub fn evtchn_bind_interdomain(&self, remote_dom: u16, remote_port: u32) -> Result<u32, Errno> {
+        let mut arg = EvtchnBindInterdomain { remote_dom, _pad0: 0, remote_port, local_port: 0 };
+        self.evtchn_op(EVTCHNOP_BIND_INTERDOMAIN, &mut arg)?;
+        Ok(arg.local_port)
+    }
+
+    /// `EVTCHNOP_bind_virq`: binds VIRQ `virq` of vCPU `vcpu` to a new port
+    /// and returns it. A VIRQ already bound on that vCPU is `EEXIST`, a
+    /// VIRQ past `NR_VIRQS` or a global VIRQ on a vCPU other than 0 is
+    /// `EINVAL`, a vCPU the domain does not have `ENOENT`.
+    pub fn evtchn_bind_virq(&self, virq: u32, vcpu: u32) -> Result<u32, Errno> {
+        let mut arg = EvtchnBindVirq { virq, vcpu, port: 0 };
+        self.evtchn_op(EVTCHNOP_BIND_VIRQ, &mut arg)?;
+        Ok(arg.port)
+    }
+
+    /// `EVTCHNOP_bind_ipi`: a new port that signals vCPU `vcpu` of this
+    /// domain when sent on. Returns the port (`ENOENT` for a vCPU the
+    /// domain does not have).
+    pub fn evtchn_bind_ipi(&self, vcpu: u32) -> Result<u32, Errno> {
+        let mut arg = EvtchnBindIpi { vcpu, port: 0 };
+        self.evtchn_op(EVTCHNOP_BIND_IPI, &mut arg)?;
+        Ok(arg.port)
+    }
+
+    /// `EVTCHNOP_close`: closes `port`; an interdomain peer's end becomes
+    /// unbound again. A free or reserved port, or one past the domain's
+    /// valid range, is `EINVAL`.
+    pub fn evtchn_close(&self, port: u32) -> Result<u64, Errno> {
+        self.evtchn_op(EVTCHNOP_CLOSE, &mut EvtchnClose { port })
+    }
+
+    /// `EVTCHNOP_send`: signals the other end of interdomain `port`, or
+    /// this domain for an IPI port; a send on an unbound port is dropped
+    /// (returns 0). A free or VIRQ port, or one past the valid range, is
+    /// `EINVAL`.
+    pub fn evtchn_send(&self, port: u32) -> Result<u64, Errno> {
+        self.evtchn_op(EVTCHNOP_SEND, &mut EvtchnSend { port })
+    }
+
+    /// `EVTCHNOP_status`: what `port` of domain `dom` ([`DOMID_SELF`]) is
+    /// bound to. A free port reports [`crate::event_channel::EVTCHNSTAT_CLOSED`]; a port
+    /// past the valid range is `EINVAL`, a domain that does not exist
+    /// `ESRCH`.
+    pub fn evtchn_status(&self, dom: u16, port: u32) -> Result<EvtchnStatus, Errno> {
+        let mut arg = EvtchnStatus { dom, port, ..EvtchnStatus::default() };
+        self.evtchn_op(EVTCHNOP_STATUS, &mut arg)?;
+        Ok(arg)
+    }
+
+    /// `EVTCHNOP_unmask`: clears `port`'s mask bit and, if it is pending,
+    /// raises the upcall it missed. Returns 0 for any port in the valid
+    /// range (free ones too), `EINVAL` past it.
+    pub fn evtchn_unmask(&self, port: u32) -> Result<u64, Errno> {
+        self.evtchn_op(EVTCHNOP_UNMASK, &mut EvtchnUnmask { port })
+    }
+
+    /// `EVTCHNOP_bind_vcpu`: delivers `port`'s events to vCPU `vcpu`.
+    /// Allowed for unbound, interdomain and global-VIRQ ports; a per-vCPU
+    /// VIRQ, an IPI or a free port is `EINVAL`, a vCPU the domain does not
+    /// have `ENOENT`.
+    pub fn evtchn_bind_vcpu(&self, port: u32, vcpu: u32) -> Result<u64, Errno> {
+        self.evtchn_op(EVTCHNOP_BIND_VCPU, &mut EvtchnBindVcpu { port, vcpu })
+    }
+
+    /// `EVTCHNOP_reset`: closes every port of domain `dom` ([`DOMID_SELF`],
+    /// or a domain the caller controls).
+    pub fn evtchn_reset(&self, dom: u16) -> Result<u64, Errno> {
+        self.evtchn_op(EVTCHNOP_RESET, &mut EvtchnReset { dom })
     }
 
     // ---- traps, callbacks, stacks, segments, mappings ----------------------
@@ -705,6 +885,81 @@ mod tests {
         assert_eq!(h.console_write(b"x"), Err(Errno::EPERM));
         assert_eq!(h.sched_shutdown(ShutdownReason::Poweroff), Err(Errno::EPERM));
         assert_eq!(h.xen_get_features(0), Err(Errno::EPERM));
+    }
+
+    #[test]
+    fn event_channel_ops_pass_their_structs() {
+        use crate::event_channel::EVTCHNSTAT_IPI;
+
+        /// Answers every `event_channel_op` by writing `7` into the OUT
+        /// port field of the struct it was given, as the hypervisor would.
+        struct Evtchn(RefCell<Vec<(u64, Vec<u8>)>>);
+        impl Hypercall for Evtchn {
+            unsafe fn hypercall(&self, nr: u64, args: [u64; 5]) -> u64 {
+                assert_eq!(nr, nr::EVENT_CHANNEL_OP);
+                let cmd = args[0] as u32;
+                let (size, out) = match cmd {
+                    EVTCHNOP_ALLOC_UNBOUND => (8, Some(4)),
+                    EVTCHNOP_BIND_INTERDOMAIN => (12, Some(8)),
+                    EVTCHNOP_BIND_VIRQ => (12, Some(8)),
+                    EVTCHNOP_BIND_IPI => (8, Some(4)),
+                    EVTCHNOP_STATUS => (24, Some(8)),
+                    EVTCHNOP_BIND_VCPU => (8, None),
+                    EVTCHNOP_RESET => (2, None),
+                    _ => (4, None),
+                };
+                // SAFETY: the wrappers pass a pointer to the command's
+                // struct, `size` bytes.
+                let bytes = unsafe { core::slice::from_raw_parts_mut(args[1] as *mut u8, size) };
+                self.0.borrow_mut().push((args[0], bytes.to_vec()));
+                if let Some(at) = out {
+                    let v = if cmd == EVTCHNOP_STATUS { EVTCHNSTAT_IPI } else { 7 };
+                    bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+                }
+                0
+            }
+        }
+        let h = Hypercalls::new(Evtchn(RefCell::new(Vec::new())));
+        assert_eq!(h.evtchn_alloc_unbound(DOMID_SELF, 3), Ok(7));
+        assert_eq!(h.evtchn_bind_interdomain(3, 9), Ok(7));
+        assert_eq!(h.evtchn_bind_virq(0, 1), Ok(7));
+        assert_eq!(h.evtchn_bind_ipi(2), Ok(7));
+        assert_eq!(h.evtchn_close(5), Ok(0));
+        assert_eq!(h.evtchn_send(6), Ok(0));
+        assert_eq!(h.evtchn_status(DOMID_SELF, 4).map(|s| (s.status, s.port)), Ok((EVTCHNSTAT_IPI, 4)));
+        assert_eq!(h.evtchn_unmask(8), Ok(0));
+        assert_eq!(h.evtchn_bind_vcpu(9, 1), Ok(0));
+        assert_eq!(h.evtchn_reset(DOMID_SELF), Ok(0));
+        let calls = h.transport().0.borrow();
+        let cmds: Vec<u64> = calls.iter().map(|c| c.0).collect();
+        assert_eq!(cmds, [6, 0, 1, 7, 3, 4, 5, 9, 8, 10]);
+        let le = |v: u32| v.to_le_bytes();
+        assert_eq!(calls[0].1, [&0x7ff0u16.to_le_bytes()[..], &3u16.to_le_bytes(), &le(0)].concat());
+        assert_eq!(calls[1].1, [&3u16.to_le_bytes()[..], &[0, 0], &le(9), &le(0)].concat());
+        assert_eq!(calls[2].1, [le(0), le(1), le(0)].concat());
+        assert_eq!(calls[4].1, le(5));
+        assert_eq!(calls[8].1, [le(9), le(1)].concat());
+        assert_eq!(calls[9].1, 0x7ff0u16.to_le_bytes());
+    }
+
+    #[test]
+    fn timer_and_vcpu_ops_pass_xen_arguments() {
+        let h = fake(0);
+        h.set_timer_op(1_000_000).unwrap();
+        h.vcpu_set_singleshot_timer(0, 5_000, crate::sched::VCPU_SSHOTTMR_FUTURE).unwrap();
+        h.vcpu_stop_singleshot_timer(0).unwrap();
+        h.vcpu_stop_periodic_timer(1).unwrap();
+        let info = VcpuRegisterVcpuInfo { mfn: 0x1234, offset: 64, rsvd: 0 };
+        // SAFETY: the fake transport registers nothing.
+        unsafe { h.vcpu_register_vcpu_info(0, &info) }.unwrap();
+        h.sched_poll(&[3, 4], 99).unwrap();
+        let calls = h.transport().calls.borrow();
+        assert_eq!(calls[0], (nr::SET_TIMER_OP, [1_000_000, 0, 0, 0, 0]));
+        assert_eq!((calls[1].0, calls[1].1[0], calls[1].1[1]), (nr::VCPU_OP, 8, 0));
+        assert_eq!(calls[2], (nr::VCPU_OP, [9, 0, 0, 0, 0]));
+        assert_eq!(calls[3], (nr::VCPU_OP, [7, 1, 0, 0, 0]));
+        assert_eq!((calls[4].0, calls[4].1[0], calls[4].1[2]), (nr::VCPU_OP, 10, &info as *const _ as u64));
+        assert_eq!((calls[5].0, calls[5].1[0]), (nr::SCHED_OP, 3));
     }
 
     #[test]

@@ -143,8 +143,9 @@ pub const RUNSTATE_OFFLINE: i32 = 3;
 /// updated (with `VMASST_TYPE_RUNSTATE_UPDATE_FLAG`).
 pub const XEN_RUNSTATE_UPDATE: u64 = 1 << 63;
 
-/// `VcpuSetSingleshotTimer.flags`: fail with `-ETIME` if the timeout is in
-/// the past.
+/// `VcpuSetSingleshotTimer.flags`: originally "fail with `-ETIME` if the
+/// timeout is in the past"; Xen 4.17.x ignores it (a past timeout fires at
+/// once), and so does this hypervisor.
 pub const VCPU_SSHOTTMR_FUTURE: u32 = 1 << 0;
 
 /// `struct vcpu_runstate_info` (48 bytes).

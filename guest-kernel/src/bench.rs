@@ -19,14 +19,26 @@
 //!   devalidating four tables.
 //! - `update_va_mapping_invlpg`: `update_va_mapping` with `UVMF_INVLPG`,
 //!   switching one address between two frames.
+//!
+//! Last, `evtchn_loopback_send`: `EVTCHNOP_send` on one end of a loopback
+//! channel (to ourselves) with upcalls unmasked, so the hypervisor
+//! delivers the upcall as the hypercall returns: the send, the bounce into
+//! the event callback, the handler and the `iret` back.
+//!
+//! The `bench-yield count=<N>` workload ([`yield_switch`]) is separate: it
+//! times `SCHEDOP_yield`, which only switches when another domain runs it
+//! too.
 
 use crate::probe::{self, probe};
 use abi::guest::Hypercalls;
+use abi::mm::DOMID_SELF;
 use abi::mm::{
     MmuUpdate, MmuextOp, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_UNPIN_TABLE, UVMF_INVLPG, UVMF_LOCAL,
 };
 use abi::sched::ShutdownReason;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use guest_kernel::event::{self, Port};
 use guest_kernel::hypercall::{self, hv};
 use guest_kernel::layout::SCRATCH_BASE;
 use guest_kernel::mm::{self, Frame};
@@ -137,6 +149,9 @@ pub fn run() -> ! {
             }
         }
         Err(e) => println!("bench: mm::init: {e}; no memory benchmarks"),
+    }
+    if let Err(why) = bench_evtchn_loopback(baseline) {
+        println!("bench: evtchn_loopback_send: {why}");
     }
     shutdown(ShutdownReason::Poweroff)
 }
@@ -287,5 +302,76 @@ fn bench_update_va_mapping(baseline: u64) -> Result<(), Msg> {
         return Err(why);
     }
     println!("BENCH update_va_mapping_invlpg {ticks}");
+    Ok(())
+}
+
+/// `bench-yield count=<N>`: `N` `SCHEDOP_yield` calls in batches of 100,
+/// reported as `BENCH yield_switch <ticks>`: the median batch's TSC ticks
+/// per call; then powers off. With two domains running it, each call is a
+/// switch to the other domain and, after its own yield, a switch back. The
+/// median keeps out batches that waited for the other domain to boot or
+/// ran after it had finished.
+pub fn yield_switch(count: u64) -> ! {
+    const BATCH: u64 = 100;
+    let h = hv();
+    let batches = (count / BATCH).clamp(1, 1000) as usize;
+    let mut per_call = Vec::with_capacity(batches);
+    for _ in 0..batches {
+        let t0 = rdtsc();
+        for _ in 0..BATCH {
+            let _ = h.sched_yield();
+        }
+        per_call.push(rdtsc().wrapping_sub(t0) / BATCH);
+    }
+    per_call.sort_unstable();
+    println!("BENCH yield_switch {}", per_call[per_call.len() / 2]);
+    shutdown(ShutdownReason::Poweroff)
+}
+
+/// Upcalls the loopback benchmark's handler took.
+static LOOPBACK_EVENTS: AtomicU64 = AtomicU64::new(0);
+
+fn on_loopback_event(_: Port) {
+    LOOPBACK_EVENTS.fetch_add(1, SeqCst);
+}
+
+/// A send on a loopback channel, with the upcall it causes.
+fn bench_evtchn_loopback(baseline: u64) -> Result<(), Msg> {
+    event::init().map_err(|e| failed("event::init", e))?;
+    let a = hv().evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF).map_err(|e| failed("alloc_unbound(self, self)", e))?;
+    let b = match hv().evtchn_bind_interdomain(DOMID_SELF, a) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = hv().evtchn_close(a);
+            return Err(failed("bind_interdomain(self)", e));
+        }
+    };
+    // Binding leaves `b` pending; that event is not one we sent.
+    event::clear_pending(b);
+    event::set_handler(a, Some(on_loopback_event));
+    let before = LOOPBACK_EVENTS.load(SeqCst);
+    let mut bad = None;
+    let was = event::mask_upcalls();
+    event::unmask_upcalls();
+    let ticks = median_ticks(ITERATIONS, || {
+        if let Err(e) = event::send(b) {
+            bad = Some(failed("send", e));
+        }
+    })
+    .saturating_sub(baseline);
+    event::mask_upcalls();
+    event::restore_upcalls(was);
+    let delivered = LOOPBACK_EVENTS.load(SeqCst) - before;
+    event::set_handler(a, None);
+    let _ = hv().evtchn_close(b);
+    let _ = hv().evtchn_close(a);
+    if let Some(why) = bad {
+        return Err(why);
+    }
+    let sends = (WARMUP + ITERATIONS) as u64;
+    if delivered != sends {
+        return Err(msg!("{sends} sends delivered {delivered} upcalls"));
+    }
+    println!("BENCH evtchn_loopback_send {ticks}");
     Ok(())
 }

@@ -1,10 +1,20 @@
-//! The kernel command line (`start_info.cmd_line`): which workload to run.
+//! The kernel command line (`start_info.cmd_line`): which workload to run,
+//! and its parameters.
 //!
 //! Words are separated by whitespace. The first plain word (no `=`) names
-//! the workload; `key=value` words and later plain words are left to others
-//! (Xen appends options such as `noapic` or `acpi=off` to dom0's line). A
-//! first word that looks like an image path (contains `/` or ends in
-//! `.elf`) is skipped, for loaders that pass the module's name along.
+//! the workload; `key=value` words before it, and every word after it of a
+//! workload that takes no parameters, are left to others (Xen may append
+//! options such as `noapic` or `acpi=off` to dom0's line). A first word
+//! that looks like an image path (contains `/` or ends in `.elf`) is
+//! skipped, for loaders that pass the module's name along.
+//!
+//! A workload that takes parameters ([`Workload::params`]) reads the
+//! `key=value` words after its name: each key must be one of its own, given
+//! once, with a decimal (or `0x` hexadecimal) value in range; one it
+//! requires must be there; plain words are ignored. Anything else is a
+//! [`CmdlineError`], which says what is wrong in one line.
+
+use core::fmt;
 
 /// What the kernel does after it has set itself up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +36,48 @@ pub enum Workload {
     Privileged,
     /// Attack the hypervisor's memory model and report `ATTACK` lines.
     Hostile,
+    /// Find the port `peer` offered, then time `count` event round trips.
+    Ping,
+    /// Offer `peer` a port, then answer `count` events.
+    Pong,
+    /// Count iterations of a CPU-bound loop until system time `until_ms`.
+    Spin,
+    /// Sleep `ms` milliseconds on `VIRQ_TIMER`, `rounds` times, reporting
+    /// how late each wakeup was.
+    Sleep,
+    /// Block forever with nothing bound (nothing should ever wake it).
+    Block,
+    /// Yield forever.
+    YieldSpin,
+    /// Time `count` `SCHEDOP_yield` calls.
+    BenchYield,
 }
+
+/// One parameter a workload takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Param {
+    /// The key (`count` in `count=10`).
+    pub key: &'static str,
+    /// The value when the key is absent; `None`: the key is required.
+    pub default: Option<u64>,
+    /// The largest value allowed.
+    pub max: u64,
+}
+
+/// A domain id a peer may have: below `DOMID_FIRST_RESERVED`.
+const MAX_PEER: u64 = 0x7fef;
+
+const PEER_COUNT: &[Param] =
+    &[Param { key: "peer", default: None, max: MAX_PEER }, Param { key: "count", default: None, max: u32::MAX as u64 }];
+const SPIN: &[Param] = &[Param { key: "until_ms", default: None, max: u64::MAX / 1_000_000 }];
+const SLEEP: &[Param] = &[
+    Param { key: "ms", default: Some(10), max: 3_600_000 },
+    Param { key: "rounds", default: Some(20), max: 1_000_000 },
+];
+const BENCH_YIELD: &[Param] = &[Param { key: "count", default: Some(10_000), max: u32::MAX as u64 }];
+
+/// Most parameters a workload takes.
+pub const MAX_PARAMS: usize = 2;
 
 impl Workload {
     /// Every workload, for messages.
@@ -39,6 +90,13 @@ impl Workload {
         Workload::FaultBadStack,
         Workload::Privileged,
         Workload::Hostile,
+        Workload::Ping,
+        Workload::Pong,
+        Workload::Spin,
+        Workload::Sleep,
+        Workload::Block,
+        Workload::YieldSpin,
+        Workload::BenchYield,
     ];
 
     /// The workload's command-line name.
@@ -52,27 +110,191 @@ impl Workload {
             Workload::FaultBadStack => "fault-bad-stack",
             Workload::Privileged => "privileged",
             Workload::Hostile => "hostile",
+            Workload::Ping => "ping",
+            Workload::Pong => "pong",
+            Workload::Spin => "spin",
+            Workload::Sleep => "sleep",
+            Workload::Block => "block",
+            Workload::YieldSpin => "yield-spin",
+            Workload::BenchYield => "bench-yield",
+        }
+    }
+
+    /// The parameters the workload takes (none for most).
+    pub const fn params(self) -> &'static [Param] {
+        match self {
+            Workload::Ping | Workload::Pong => PEER_COUNT,
+            Workload::Spin => SPIN,
+            Workload::Sleep => SLEEP,
+            Workload::BenchYield => BENCH_YIELD,
+            _ => &[],
         }
     }
 }
 
 /// The workloads' names, for messages.
-pub const KNOWN: &str = "selftest, bench, reboot, crash, fault-no-handler, fault-bad-stack, privileged, hostile";
+pub const KNOWN: &str = "selftest, bench, reboot, crash, fault-no-handler, fault-bad-stack, privileged, hostile, \
+                         ping, pong, spin, sleep, block, yield-spin, bench-yield";
+
+const _: () = assert!(MAX_PARAMS >= PEER_COUNT.len() && MAX_PARAMS >= SLEEP.len());
+
+/// A workload and the values of its parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Invocation {
+    /// The workload.
+    pub workload: Workload,
+    /// Values in the order of [`Workload::params`].
+    values: [u64; MAX_PARAMS],
+}
+
+impl Invocation {
+    /// The value of parameter `key`. Panics if the workload has no such
+    /// parameter (a bug in the caller, not in the command line).
+    pub fn get(&self, key: &str) -> u64 {
+        match self.workload.params().iter().position(|p| p.key == key) {
+            Some(i) => self.values[i],
+            None => panic!("workload {} has no parameter {key}", self.workload.name()),
+        }
+    }
+}
+
+/// What is wrong with a command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdlineError<'a> {
+    /// The first plain word names no workload.
+    UnknownWorkload(&'a [u8]),
+    /// A key the workload does not take.
+    UnknownParam(Workload, &'a [u8]),
+    /// A key given twice.
+    Duplicate(Workload, &'static str),
+    /// A value that is not a number, or out of range.
+    BadValue(Workload, &'static str, &'a [u8]),
+    /// A required key is missing.
+    Missing(Workload, &'static str),
+}
+
+/// Shows bytes as text, escaping what is not printable ASCII.
+struct Text<'a>(&'a [u8]);
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for &b in self.0 {
+            if (0x20..0x7f).contains(&b) && b != b'\\' {
+                write!(f, "{}", b as char)?;
+            } else {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lists a workload's parameter keys (`peer, count`).
+struct Keys(Workload);
+
+impl fmt::Display for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.params().iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            match p.default {
+                Some(d) => write!(f, "{sep}{}=<0..={}, default {d}>", p.key, p.max)?,
+                None => write!(f, "{sep}{}=<0..={}>", p.key, p.max)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            CmdlineError::UnknownWorkload(word) => {
+                write!(f, "unknown workload '{}' on the command line (known: {KNOWN})", Text(word))
+            }
+            CmdlineError::UnknownParam(w, key) => {
+                write!(f, "{}: unknown parameter '{}' (takes {})", w.name(), Text(key), Keys(w))
+            }
+            CmdlineError::Duplicate(w, key) => write!(f, "{}: parameter '{key}' given twice", w.name()),
+            CmdlineError::BadValue(w, key, value) => {
+                write!(f, "{}: bad value '{}' for {key} (takes {})", w.name(), Text(value), Keys(w))
+            }
+            CmdlineError::Missing(w, key) => write!(f, "{}: missing {key}=<value> (takes {})", w.name(), Keys(w)),
+        }
+    }
+}
 
 /// The bytes of a NUL-terminated command line up to the NUL.
 pub fn until_nul(raw: &[u8]) -> &[u8] {
     raw.iter().position(|&b| b == 0).map_or(raw, |n| &raw[..n])
 }
 
-/// The workload a command line asks for; `Err(word)` for an unknown one.
-pub fn workload(cmdline: &[u8]) -> Result<Workload, &[u8]> {
+/// An unsigned number in decimal or `0x` hexadecimal, at most `max`.
+fn number(text: &[u8], max: u64) -> Option<u64> {
+    let (digits, radix) = match text.strip_prefix(b"0x") {
+        Some(hex) => (hex, 16),
+        None => (text, 10),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in digits {
+        let d = (c as char).to_digit(radix)?;
+        v = v.checked_mul(u64::from(radix))?.checked_add(u64::from(d))?;
+    }
+    (v <= max).then_some(v)
+}
+
+/// The workload a command line asks for, with its parameters.
+pub fn parse(cmdline: &[u8]) -> Result<Invocation, CmdlineError<'_>> {
     let mut words = until_nul(cmdline).split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).peekable();
     if words.peek().is_some_and(|w| !w.contains(&b'=') && (w.contains(&b'/') || w.ends_with(b".elf"))) {
         words.next();
     }
-    match words.find(|w| !w.contains(&b'=')) {
-        None => Ok(Workload::Selftest),
-        Some(word) => Workload::ALL.iter().copied().find(|w| w.name().as_bytes() == word).ok_or(word),
+    let workload = match words.find(|w| !w.contains(&b'=')) {
+        None => Workload::Selftest,
+        Some(word) => Workload::ALL
+            .iter()
+            .copied()
+            .find(|w| w.name().as_bytes() == word)
+            .ok_or(CmdlineError::UnknownWorkload(word))?,
+    };
+    let params = workload.params();
+    let mut given: [Option<u64>; MAX_PARAMS] = [None; MAX_PARAMS];
+    if !params.is_empty() {
+        for word in words {
+            let Some(eq) = word.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            let (key, value) = (&word[..eq], &word[eq + 1..]);
+            let i =
+                params.iter().position(|p| p.key.as_bytes() == key).ok_or(CmdlineError::UnknownParam(workload, key))?;
+            if given[i].is_some() {
+                return Err(CmdlineError::Duplicate(workload, params[i].key));
+            }
+            given[i] =
+                Some(number(value, params[i].max).ok_or(CmdlineError::BadValue(workload, params[i].key, value))?);
+        }
+    }
+    let mut values = [0; MAX_PARAMS];
+    for (i, p) in params.iter().enumerate() {
+        values[i] = given[i].or(p.default).ok_or(CmdlineError::Missing(workload, p.key))?;
+    }
+    Ok(Invocation { workload, values })
+}
+
+/// The workload a command line asks for; `Err(word)` for an unknown one.
+/// (Parameters are not checked: see [`parse`].)
+pub fn workload(cmdline: &[u8]) -> Result<Workload, &[u8]> {
+    match parse(cmdline) {
+        Ok(inv) => Ok(inv.workload),
+        Err(CmdlineError::UnknownWorkload(word)) => Err(word),
+        Err(
+            CmdlineError::UnknownParam(w, _)
+            | CmdlineError::Duplicate(w, _)
+            | CmdlineError::BadValue(w, _, _)
+            | CmdlineError::Missing(w, _),
+        ) => Ok(w),
     }
 }
 
@@ -84,6 +306,7 @@ mod tests {
     fn known_lists_every_workload() {
         let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
         assert_eq!(KNOWN, names.join(", "));
+        assert!(Workload::ALL.iter().all(|w| w.params().len() <= MAX_PARAMS));
     }
 
     #[test]
@@ -100,11 +323,63 @@ mod tests {
         assert_eq!(workload(b"selftest bench"), Ok(Workload::Selftest));
         assert_eq!(workload(b"benchmark"), Err(&b"benchmark"[..]));
         assert_eq!(workload(b"hostile"), Ok(Workload::Hostile));
+        assert_eq!(workload(b"yield-spin"), Ok(Workload::YieldSpin));
     }
 
     #[test]
     fn an_image_path_first_is_skipped() {
         assert_eq!(workload(b"/boot/guest-kernel.elf bench"), Ok(Workload::Bench));
         assert_eq!(workload(b"guest-kernel.elf"), Ok(Workload::Selftest));
+        let inv = parse(b"/images/guest-kernel.elf ping peer=2 count=100").unwrap();
+        assert_eq!((inv.workload, inv.get("peer"), inv.get("count")), (Workload::Ping, 2, 100));
+    }
+
+    #[test]
+    fn parameters_follow_the_name() {
+        let inv = parse(b"pong count=0x10 peer=1").unwrap();
+        assert_eq!((inv.workload, inv.get("peer"), inv.get("count")), (Workload::Pong, 1, 16));
+        let inv = parse(b"spin until_ms=3000").unwrap();
+        assert_eq!(inv.get("until_ms"), 3000);
+        let inv = parse(b"sleep").unwrap();
+        assert_eq!((inv.get("ms"), inv.get("rounds")), (10, 20));
+        let inv = parse(b"sleep ms=5 rounds=3 noapic").unwrap();
+        assert_eq!((inv.get("ms"), inv.get("rounds")), (5, 3));
+        assert_eq!(parse(b"bench-yield").unwrap().get("count"), 10_000);
+        // Words before the name are not the workload's.
+        assert_eq!(parse(b"count=5 bench-yield count=7").unwrap().get("count"), 7);
+        // A workload without parameters ignores what follows.
+        assert_eq!(parse(b"block ms=5").unwrap().workload, Workload::Block);
+    }
+
+    #[test]
+    #[should_panic(expected = "no parameter")]
+    fn asking_for_a_parameter_the_workload_lacks_is_a_bug() {
+        parse(b"block").unwrap().get("count");
+    }
+
+    #[test]
+    fn bad_parameters_are_one_line_errors() {
+        let e = |line: &'static [u8]| parse(line).unwrap_err().to_string();
+        assert_eq!(e(b"ping count=5"), "ping: missing peer=<value> (takes peer=<0..=32751>, count=<0..=4294967295>)");
+        assert_eq!(
+            e(b"ping peer=1 cuont=5"),
+            "ping: unknown parameter 'cuont' (takes peer=<0..=32751>, count=<0..=4294967295>)"
+        );
+        assert_eq!(e(b"pong peer=1 peer=2 count=1"), "pong: parameter 'peer' given twice");
+        assert_eq!(
+            e(b"sleep ms=ten"),
+            "sleep: bad value 'ten' for ms (takes ms=<0..=3600000, default 10>, rounds=<0..=1000000, default 20>)"
+        );
+        assert!(e(b"ping peer=32752 count=1").starts_with("ping: bad value '32752' for peer"));
+        assert!(e(b"spin until_ms=").starts_with("spin: bad value '' for until_ms"));
+        assert!(e(b"spin until_ms=99999999999999999999").starts_with("spin: bad value"));
+        assert!(e(b"spin until_ms=0x").starts_with("spin: bad value '0x'"));
+        assert_eq!(
+            e(b"frob\x01nicate"),
+            format!("unknown workload 'frob\\x01nicate' on the command line (known: {KNOWN})")
+        );
+        assert!(e(b"frobnicate").starts_with("unknown workload 'frobnicate' on the command line (known: selftest,"));
+        // `workload` still names the workload of a line with bad parameters.
+        assert_eq!(workload(b"ping count=5"), Ok(Workload::Ping));
     }
 }

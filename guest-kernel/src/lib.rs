@@ -7,18 +7,25 @@
 //! (workload selection), [`frame`] (trap frames, trap table), [`text`]
 //! (line-buffered output), [`frame_alloc`] (free guest frames),
 //! [`pagetable`] (page-table walks and updates against a hypervisor trait),
-//! [`heap`] (the free list behind the global allocator) and [`lock`].
+//! [`heap`] (the free list behind the global allocator), [`lock`] and
+//! [`upcall`] (the 2-level event protocol's consumer side).
 //!
 //! The image parts, built only for `x86_64-unknown-none`: `entry` (ELF
 //! notes, `_start`, hypercall page, stacks, trap stubs), `runtime` (start,
 //! shutdown, panic, the `entry!` macro), `hypercall` (the transport),
 //! `console` (`print!`/`println!`), `traps` (trap table, callbacks,
 //! dispatch), `shared` (mapping shared_info), `mm` (frames over the p2m,
-//! the direct map, page tables through `mmu_update`/`mmuext_op`, the heap)
-//! and `user` (a user-mode task entered with `iret`).
+//! the direct map, page tables through `mmu_update`/`mmuext_op`, the heap),
+//! `user` (a user-mode task entered with `iret`), `event` (the event
+//! upcall, per-port handlers, the upcall mask), `thread` (cooperative
+//! kernel threads and wait queues) and `time` (the pvclock, `VIRQ_TIMER`
+//! and sleeping).
 //!
 //! A workload binary names its `fn main() -> !` with `entry!`.
 #![cfg_attr(not(test), no_std)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
 
 pub mod boot;
 pub mod cmdline;
@@ -29,11 +36,14 @@ pub mod layout;
 pub mod lock;
 pub mod pagetable;
 pub mod text;
+pub mod upcall;
 
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod entry;
+#[cfg(target_os = "none")]
+pub mod event;
 #[cfg(target_os = "none")]
 pub mod hypercall;
 #[cfg(target_os = "none")]
@@ -42,6 +52,10 @@ pub mod mm;
 pub mod runtime;
 #[cfg(target_os = "none")]
 pub mod shared;
+#[cfg(target_os = "none")]
+pub mod thread;
+#[cfg(target_os = "none")]
+pub mod time;
 #[cfg(target_os = "none")]
 pub mod traps;
 #[cfg(target_os = "none")]

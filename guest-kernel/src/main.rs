@@ -1,6 +1,7 @@
 //! The guest kernel image: the PV runtime plus its workloads, chosen by the
-//! command line (`selftest`, the default, `bench`, or one of the
-//! misbehaving workloads in `hostile`, the attack suite among them).
+//! command line (`selftest`, the default, `bench`, one of the misbehaving
+//! workloads in `hostile`, the attack suite among them, the event-channel
+//! pair in `pingpong`, or the scheduling loads in `loads`).
 //!
 //! On the host this file builds to a program that says it is an image.
 #![cfg_attr(target_os = "none", no_std)]
@@ -13,6 +14,10 @@ extern crate alloc;
 mod bench;
 #[cfg(target_os = "none")]
 mod hostile;
+#[cfg(target_os = "none")]
+mod loads;
+#[cfg(target_os = "none")]
+mod pingpong;
 #[cfg(target_os = "none")]
 mod privileged;
 #[cfg(target_os = "none")]
@@ -50,19 +55,29 @@ fn main() -> ! {
         println!("FATAL: set_trap_table: {e}");
         shutdown(abi::sched::ShutdownReason::Crash)
     }
-    match cmdline::workload(&si.cmd_line) {
-        Ok(Workload::Selftest) => selftest::run(),
-        Ok(Workload::Bench) => bench::run(),
-        Ok(Workload::Reboot) => shutdown(abi::sched::ShutdownReason::Reboot),
-        Ok(Workload::Crash) => shutdown(abi::sched::ShutdownReason::Crash),
-        Ok(Workload::FaultNoHandler) => hostile::fault_no_handler(),
-        Ok(Workload::FaultBadStack) => hostile::fault_bad_stack(),
-        Ok(Workload::Privileged) => privileged::run(),
-        Ok(Workload::Hostile) => hostile::run(),
-        Err(word) => {
-            println!("unknown workload '{}' on the command line (known: {})", Escaped(word), cmdline::KNOWN);
+    let inv = match cmdline::parse(&si.cmd_line) {
+        Ok(inv) => inv,
+        Err(e) => {
+            println!("{e}");
             shutdown(abi::sched::ShutdownReason::Crash)
         }
+    };
+    match inv.workload {
+        Workload::Selftest => selftest::run(),
+        Workload::Bench => bench::run(),
+        Workload::Reboot => shutdown(abi::sched::ShutdownReason::Reboot),
+        Workload::Crash => shutdown(abi::sched::ShutdownReason::Crash),
+        Workload::FaultNoHandler => hostile::fault_no_handler(),
+        Workload::FaultBadStack => hostile::fault_bad_stack(),
+        Workload::Privileged => privileged::run(),
+        Workload::Hostile => hostile::run(),
+        Workload::Ping => pingpong::ping(inv.get("peer") as u16, inv.get("count")),
+        Workload::Pong => pingpong::pong(inv.get("peer") as u16, inv.get("count")),
+        Workload::Spin => loads::spin(inv.get("until_ms")),
+        Workload::Sleep => loads::sleep(inv.get("ms"), inv.get("rounds")),
+        Workload::Block => loads::block(),
+        Workload::YieldSpin => loads::yield_spin(),
+        Workload::BenchYield => bench::yield_switch(inv.get("count")),
     }
 }
 

@@ -11,7 +11,7 @@
 //!   domain builder stopped to the last frame. Every free frame is mapped
 //!   there read-write; a frame in use as a page table is mapped there
 //!   read-only (which is how the kernel reads tables).
-//! - **Page tables.** [`crate::pagetable`]'s algorithms over [`Hv`]: new
+//! - **Page tables.** [`crate::pagetable`]'s algorithms over `Hv`: new
 //!   tables are zeroed through the direct map, made read-only with
 //!   `update_va_mapping`, pinned with `mmuext_op`, and linked with
 //!   `mmu_update`.

@@ -6,7 +6,8 @@
 //! The checks run in dependency order: start of day and plain hypercalls
 //! first, then the trap table (without which a trap would kill the
 //! domain, so the trap checks are failed rather than run), then traps,
-//! then memory management and user mode ([`memory`]).
+//! then memory management and user mode ([`memory`]), then event
+//! channels, timers and kernel threads ([`events`]).
 
 use crate::probe::{self, probe, Probe, Seen};
 use abi::arch::{SegmentBase, FLAT_KERNEL_CS, FLAT_KERNEL_SS, HYPERVISOR_VIRT_START, MACH2PHYS_VIRT_START};
@@ -39,6 +40,7 @@ macro_rules! ensure {
     };
 }
 
+mod events;
 mod memory;
 
 /// The software vector delivered directly (trap-table DPL 3).
@@ -132,6 +134,22 @@ pub fn run() -> ! {
         };
         if i == 0 {
             mm_ok = result.is_ok();
+        }
+        r.check(name, result);
+    }
+
+    // Events, timers and threads: events_init first, the rest need it;
+    // threads take their stacks from the heap, so all of them need mm.
+    let mut events_ok = false;
+    for (i, (name, check)) in events::CHECKS.into_iter().enumerate() {
+        let result = match (traps_ok, mm_ok, i == 0 || events_ok) {
+            (false, _, _) => Err(msg!("skipped: no trap table")),
+            (true, false, _) => Err(msg!("skipped: mm_init failed")),
+            (true, true, false) => Err(msg!("skipped: events_init failed")),
+            (true, true, true) => check(),
+        };
+        if i == 0 {
+            events_ok = result.is_ok();
         }
         r.check(name, result);
     }

@@ -1,5 +1,5 @@
 //! Installing the virtual IDT and the callbacks, and dispatching traps to
-//! the workload's handler.
+//! the workload's handler (event upcalls to [`crate::event`]).
 
 use crate::entry;
 use crate::frame::{SoftwareVector, TrapFrame, TrapTable, STUB_SIZE};
@@ -27,8 +27,9 @@ static HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 /// [`HANDLER`].
 static USER_HANDLER: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
 
-/// Sends every trap and callback to `handler`, which may change the frame
-/// (its `rip`, say) before the `iret` restores it.
+/// Sends every trap and the syscall callback to `handler`, which may
+/// change the frame (its `rip`, say) before the `iret` restores it. (The
+/// event callback always goes to [`crate::event`].)
 pub fn set_handler(handler: fn(&mut TrapFrame)) {
     HANDLER.store(handler as *mut (), Ordering::SeqCst);
 }
@@ -41,6 +42,10 @@ pub fn set_user_handler(handler: Option<fn(&mut TrapFrame)>) {
 
 /// Called by the common entry path with the saved frame.
 pub(crate) extern "C" fn dispatch(frame: &mut TrapFrame) {
+    if frame.vector() == EVENT_CALLBACK_VECTOR {
+        crate::event::upcall(frame);
+        return;
+    }
     let user = USER_HANDLER.load(Ordering::SeqCst);
     let from_user = frame.vector() == SYSCALL_CALLBACK_VECTOR || !frame.from_kernel_mode();
     let h = if from_user && !user.is_null() { user } else { HANDLER.load(Ordering::SeqCst) };

@@ -17,7 +17,7 @@ use abi::arch::SegmentBase;
 use abi::errno::Errno;
 use abi::sched::{ShutdownReason, VIRQ_DOM_EXC, VIRQ_TIMER};
 use abi::shared_info::VcpuInfo;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use hv::domain::Stopped;
 use hv::event::Signal;
 use hv::exit::Exit;
@@ -40,6 +40,9 @@ static CURRENT: AtomicU32 = AtomicU32::new(NONE);
 static HAVE_DOM0: AtomicBool = AtomicBool::new(false);
 /// A timer deadline changed since the timer interrupt was armed.
 static TIMERS_CHANGED: AtomicBool = AtomicBool::new(false);
+/// When the scheduler's last decision ends (system time; `u64::MAX`: only
+/// an event changes it).
+static DECISION_ENDS: AtomicU64 = AtomicU64::new(u64::MAX);
 /// Signals were queued since [`SIGNALS`] was last drained.
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
@@ -535,15 +538,15 @@ fn next_timer() -> Option<u64> {
 
 /// Asks the scheduler what runs next, switches to it (idling until
 /// something can run), and arms the timer interrupt for the next decision
-/// or timer. With `decide` false only the timer is re-armed.
+/// or timer. With `decide` false only the timer is re-armed, for the
+/// decision already taken.
 fn schedule(regs: &mut Regs, decide: bool) {
-    let mut slice = NO_DEADLINE;
     if decide {
         loop {
             let now = crate::clock::now();
-            let d = SCHED.lock().as_mut().map(|s| s.schedule(now));
-            let Some(d) = d else { break };
-            slice = d.slice_ns;
+            let Some(d) = SCHED.lock().as_mut().map(|s| s.schedule(now)) else { break };
+            let end = if d.slice_ns == NO_DEADLINE { u64::MAX } else { now.saturating_add(d.slice_ns) };
+            DECISION_ENDS.store(end, Ordering::Relaxed);
             match d.next {
                 Some(v) => {
                     if u32::from(v.dom) != CURRENT.load(Ordering::Relaxed) {
@@ -551,37 +554,36 @@ fn schedule(regs: &mut Regs, decide: bool) {
                     }
                     break;
                 }
-                None => idle(regs, slice),
+                None => idle(regs),
             }
         }
     }
     TIMERS_CHANGED.store(false, Ordering::Relaxed);
-    arm_timer(slice);
+    arm_timer();
 }
 
-/// Arms the timer interrupt for the earlier of `slice` from now and the
-/// next guest timer.
-fn arm_timer(slice: u64) {
-    let now = crate::clock::now();
-    let timer = next_timer().map(|t| t.saturating_sub(now));
-    match (slice != NO_DEADLINE).then_some(slice).into_iter().chain(timer).min() {
-        Some(ns) => apic::arm(ns),
-        None => apic::disarm(),
+/// Arms the timer interrupt for the earlier of the end of the scheduler's
+/// decision and the next guest timer (or stops it if there is neither).
+fn arm_timer() {
+    let deadline = next_timer().unwrap_or(u64::MAX).min(DECISION_ENDS.load(Ordering::Relaxed));
+    if deadline == u64::MAX {
+        apic::disarm();
+    } else {
+        apic::arm(deadline.saturating_sub(crate::clock::now()));
     }
 }
 
 /// Nothing can run: puts the running domain (if any) aside and halts
-/// until an interrupt, handling timers and wakeups, until the scheduler
-/// has something to run (left for the caller to pick).
-fn idle(regs: &mut Regs, slice: u64) {
+/// until an interrupt, handling timers and wakeups, until a vCPU woke or
+/// the scheduler's decision ended (left for the caller to decide again).
+fn idle(regs: &mut Regs) {
     save_current(regs);
     loop {
-        arm_timer(slice);
+        arm_timer();
         cpu::wait_for_interrupt();
         let now = crate::clock::now();
         let woke = fire_timers(now) | wake_signalled();
-        let due = slice != NO_DEADLINE;
-        if woke || due {
+        if woke || now >= DECISION_ENDS.load(Ordering::Relaxed) {
             return;
         }
     }

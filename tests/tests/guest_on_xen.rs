@@ -86,6 +86,7 @@ fn bench_workload_reports_every_benchmark_on_xen() {
             "mmu_update_512_per_entry",
             "pin_unpin_4level",
             "update_va_mapping_invlpg",
+            "evtchn_loopback_send",
         ],
         "{}",
         o.report()

@@ -103,9 +103,14 @@ fn modules_are_accounted() {
 /// and registers, then exits with the fault status.
 #[test]
 fn hypervisor_faults_are_reported_with_their_state() {
-    for (kind, vector, name) in
-        [("pf", 14, "#PF"), ("gp", 13, "#GP"), ("ud", 6, "#UD"), ("de", 0, "#DE"), ("bp", 3, "#BP"), ("stack", 8, "#DF")]
-    {
+    for (kind, vector, name) in [
+        ("pf", 14, "#PF"),
+        ("gp", 13, "#GP"),
+        ("ud", 6, "#UD"),
+        ("de", 0, "#DE"),
+        ("bp", 3, "#BP"),
+        ("stack", 8, "#DF"),
+    ] {
         let o = boot(hv().cmdline(&format!("debug_fault={kind}")));
         assert_eq!(o.exit(), Some(Exit::HypervisorFault), "{kind}\n{}", o.report());
         let head = format!("FATAL: {name} (vector {vector}) in the hypervisor, error code ");

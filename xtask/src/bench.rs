@@ -39,6 +39,26 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "MMUEXT_PIN_L4_TABLE then MMUEXT_UNPIN_TABLE (two hypercalls) of an L4+L3+L2+L1 tree, one entry per table",
     ),
     ("update_va_mapping_invlpg", "update_va_mapping with UVMF_INVLPG, switching one address between two frames"),
+    (
+        "evtchn_loopback_send",
+        "EVTCHNOP_send on a loopback channel to the domain itself, upcalls unmasked: send, upcall into the event callback, handler, iret",
+    ),
+    (
+        "evtchn_pingpong_rtt",
+        "two domUs bounce an event over an interdomain channel: one round trip (send, switch, upcall, reply, switch, upcall), mean of 2,000",
+    ),
+    (
+        "yield_switch",
+        "two domUs both calling SCHEDOP_yield: one call, which switches to the other domain and back (two switches, two yields); median of batches",
+    ),
+];
+
+/// Benchmarks that need several domains: boot-module lists (`--domu`
+/// modules of the guest kernel) run on this hypervisor only, since Xen
+/// needs a toolstack to start a second domain.
+const MULTI_DOMAIN: &[&[&str]] = &[
+    &["--domu name=ping mem=16M -- ping peer=2 count=2000", "--domu name=pong mem=16M -- pong peer=1 count=2000"],
+    &["--domu name=y1 mem=16M -- bench-yield count=20000", "--domu name=y2 mem=16M -- bench-yield count=20000"],
 ];
 
 /// One hypervisor's column.
@@ -62,10 +82,21 @@ pub fn run() -> Result {
         Err(e) => Column::Unavailable(e),
     };
     eprintln!("xtask: bench on hv (-icount shift=0,sleep=off)");
-    let hv_col = match Qemu::hypervisor() {
+    let mut hv_col = match Qemu::hypervisor() {
         Ok(q) => collect(icount(q.memory_mib(xen::XEN_MEMORY_MIB).module(&guest, "bench")), false),
         Err(e) => Column::Unavailable(e),
     };
+    for modules in MULTI_DOMAIN {
+        eprintln!("xtask: bench on hv with {} domUs (-icount shift=0,sleep=off)", modules.len());
+        let more = match Qemu::hypervisor() {
+            Ok(q) => {
+                let q = modules.iter().fold(q.memory_mib(xen::XEN_MEMORY_MIB), |q, m| q.module(&guest, m));
+                collect(icount(q), false)
+            }
+            Err(e) => Column::Unavailable(e),
+        };
+        hv_col = hv_col.merge(more);
+    }
     let columns = [("xen-4.17", xen_col), ("hv", hv_col)];
 
     let dir = crate::root().join("target").join("bench");
@@ -86,6 +117,28 @@ fn write(path: &Path, text: &str) -> Result {
     std::fs::write(path, text).map_err(|e| Failure::Message(format!("writing {}: {e}", path.display())))
 }
 
+impl Column {
+    /// This column's figures followed by `other`'s (the first of several
+    /// with one name wins); if either has none, the other, or the first
+    /// reason.
+    fn merge(self, other: Column) -> Column {
+        match (self, other) {
+            (Column::Figures(mut a), Column::Figures(b)) => {
+                for (name, n) in b {
+                    if !a.iter().any(|(m, _)| *m == name) {
+                        a.push((name, n));
+                    }
+                }
+                Column::Figures(a)
+            }
+            (Column::Figures(a), Column::Unavailable(_)) | (Column::Unavailable(_), Column::Figures(a)) => {
+                Column::Figures(a)
+            }
+            (u @ Column::Unavailable(_), Column::Unavailable(_)) => u,
+        }
+    }
+}
+
 /// Boots `q` and reads its `BENCH` lines. Xen halts instead of powering
 /// off, so on Xen the boot stops when Xen reports the end of dom0.
 fn collect(q: Qemu, on_xen: bool) -> Column {
@@ -100,6 +153,8 @@ fn figures(o: &Outcome) -> Column {
     let figures: Vec<(String, u64)> = o
         .serial
         .lines()
+        // A domU's lines carry the hypervisor's `(dN) ` prefix.
+        .map(|l| if l.starts_with("(d") { l.split_once(") ").map_or(l, |(_, rest)| rest) } else { l })
         .filter_map(|l| l.strip_prefix("BENCH "))
         .filter_map(|rest| {
             let (name, n) = rest.split_once(' ')?;

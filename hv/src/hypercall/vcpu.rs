@@ -81,16 +81,14 @@ fn initialise(ctx: &mut Ctx<'_>, arg: GuestPtr) -> Result<u64, Errno> {
 }
 
 /// `VCPUOP_set_singleshot_timer`: arms the single-shot timer (shared with
-/// `set_timer_op`) for `timeout_abs_ns`; with `VCPU_SSHOTTMR_future`, a
-/// deadline already passed is `-ETIME` (compared unsigned, as Xen does).
-/// Unlike `set_timer_op`, any deadline is taken as it is: one in the past,
-/// or negative as Xen's signed time, fires at once.
+/// `set_timer_op`) for `timeout_abs_ns`. `VCPU_SSHOTTMR_future` is
+/// ignored, as in Xen 4.17.x (commit 19c6cbd90965 stopped refusing past
+/// deadlines with `-ETIME`: guests relying on it hung). Unlike
+/// `set_timer_op`, any deadline is taken as it is: one in the past, or
+/// negative as Xen's signed time, fires at once.
 fn set_singleshot_timer(ctx: &mut Ctx<'_>, arg: GuestPtr) -> Result<u64, Errno> {
     let t: VcpuSetSingleshotTimer = guest::read_obj(ctx.mem, arg).map_err(|_| Errno::EFAULT)?;
     let now = ctx.platform.now();
-    if t.flags & VCPU_SSHOTTMR_FUTURE != 0 && t.timeout_abs_ns < now {
-        return Err(Errno::ETIME);
-    }
     let deadline = if i64::try_from(t.timeout_abs_ns).is_ok() { t.timeout_abs_ns } else { now };
     arm_timer(ctx, Some(deadline));
     Ok(0)
@@ -99,9 +97,9 @@ fn set_singleshot_timer(ctx: &mut Ctx<'_>, arg: GuestPtr) -> Result<u64, Errno> 
 /// `VCPUOP_register_vcpu_info` (Xen's `map_vcpu_info`): moves the vCPU's
 /// `vcpu_info` to byte `offset` of frame `mfn`.
 ///
-/// Errors, in Xen's order: `-EFAULT` for an unreadable argument;
-/// `-EINVAL` if the `vcpu_info` would not fit in the page, if it was
-/// moved already, or if the frame is not the domain's or cannot be
+/// Errors, in Xen 4.17's order: `-EFAULT` for an unreadable argument;
+/// `-ENXIO` if the offset is not 8-byte aligned or the `vcpu_info` would
+/// not fit in the page; `-EINVAL` if it was moved already, or if the frame is not the domain's or cannot be
 /// writable (a page table, a descriptor table). On success the frame
 /// holds a general and a writable-type reference for as long as the
 /// `vcpu_info` lives there, and the new copy has every selector bit and
@@ -109,8 +107,8 @@ fn set_singleshot_timer(ctx: &mut Ctx<'_>, arg: GuestPtr) -> Result<u64, Errno> 
 /// (the guest sees a spurious upcall at worst).
 fn register_vcpu_info(ctx: &mut Ctx<'_>, arg: GuestPtr) -> Result<u64, Errno> {
     let r: VcpuRegisterVcpuInfo = guest::read_obj(ctx.mem, arg).map_err(|_| Errno::EFAULT)?;
-    if u64::from(r.offset) > PAGE_SIZE - core::mem::size_of::<VcpuInfo>() as u64 {
-        return Err(Errno::EINVAL);
+    if u64::from(r.offset) > PAGE_SIZE - core::mem::size_of::<VcpuInfo>() as u64 || !r.offset.is_multiple_of(8) {
+        return Err(Errno::ENXIO);
     }
     if ctx.domain.vcpu.vcpu_info_at.is_some() {
         return Err(Errno::EINVAL);
@@ -207,9 +205,10 @@ mod tests {
         assert_eq!(w.domain.vcpu.timer, Some(now + 10));
         assert_eq!(
             call(&mut w, VCPUOP_SET_SINGLESHOT_TIMER, &sshot(now - 1, VCPU_SSHOTTMR_FUTURE)),
-            Action::Return(Err(Errno::ETIME))
+            Action::Return(Ok(0)),
+            "the flag is ignored, as in Xen 4.17.x: a past deadline fires at once"
         );
-        assert_eq!(w.domain.vcpu.timer, Some(now + 10), "unchanged");
+        assert_eq!(w.domain.vcpu.timer, Some(now - 1));
         assert_eq!(call(&mut w, VCPUOP_SET_SINGLESHOT_TIMER, &sshot(now, VCPU_SSHOTTMR_FUTURE)), Action::Return(Ok(0)));
         assert_eq!(call(&mut w, VCPUOP_SET_SINGLESHOT_TIMER, &sshot(5, 0)), Action::Return(Ok(0)));
         assert_eq!(w.domain.vcpu.timer, Some(5), "in the past without the flag: fires at once");
@@ -220,9 +219,9 @@ mod tests {
         assert_eq!(w.domain.vcpu.timer, Some(now), "negative as Xen's time: at once");
         assert_eq!(w.call(VCPU_OP, &[VCPUOP_STOP_SINGLESHOT_TIMER.into(), 0, 0]), Action::Return(Ok(0)));
         assert_eq!(w.domain.vcpu.timer, None);
-        assert_eq!(w.platform.timers, [Some(now + 10), Some(now), Some(5), Some(now), None]);
+        assert_eq!(w.platform.timers, [Some(now + 10), Some(now - 1), Some(now), Some(5), Some(now), None]);
         assert_eq!(w.call(VCPU_OP, &[VCPUOP_SET_SINGLESHOT_TIMER.into(), 0, 0]), Action::Return(Err(Errno::EFAULT)));
-        assert_eq!(w.platform.timers.len(), 5);
+        assert_eq!(w.platform.timers.len(), 6);
     }
 
     fn register(w: &mut World, mfn: u64, offset: u32) -> Action {
@@ -258,8 +257,9 @@ mod tests {
     #[test]
     fn register_vcpu_info_refusals_change_nothing() {
         let mut w = World::new(false);
-        assert_eq!(register(&mut w, 20, 4096 - 63), Action::Return(Err(Errno::EINVAL)), "does not fit");
-        assert_eq!(register(&mut w, 20, u32::MAX), Action::Return(Err(Errno::EINVAL)));
+        assert_eq!(register(&mut w, 20, 4096 - 56), Action::Return(Err(Errno::ENXIO)), "does not fit");
+        assert_eq!(register(&mut w, 20, 4), Action::Return(Err(Errno::ENXIO)), "misaligned");
+        assert_eq!(register(&mut w, 20, u32::MAX), Action::Return(Err(Errno::ENXIO)));
         assert_eq!(register(&mut w, OTHER_FRAMES.start, 0), Action::Return(Err(Errno::EINVAL)), "another domain's");
         assert_eq!(register(&mut w, 3, 0), Action::Return(Err(Errno::EINVAL)), "the hypervisor's");
         assert_eq!(register(&mut w, 1 << 40, 0), Action::Return(Err(Errno::EINVAL)), "no such frame");

@@ -767,6 +767,22 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
                 self.vc_mut(i).credit = vc.credit.saturating_add(extra).min(bound);
             }
         }
+        // Credit every active vCPU holds is credit nobody is owed: it came
+        // from time the CPU gave none of them (idle, or a period with fewer
+        // takers). Left in place it lifts everyone towards the bound, where
+        // clipping (and handing the clipped part to others) undoes the
+        // weights; take it off, keeping who is ahead of whom and leaving
+        // the one furthest behind a minimum slice of credit, so that it
+        // stays Under (and is boosted when it wakes). A vCPU alone competes
+        // with nobody: its credit stays.
+        let takers = self.vcpus.iter().flatten().filter(|vc| vc.active).count();
+        let floor = self.vcpus.iter().flatten().filter(|vc| vc.active).map(|vc| vc.credit).min().unwrap_or(0);
+        let keep = i64::try_from(self.config.min_slice_ns).unwrap_or(i64::MAX);
+        if floor > keep && takers > 1 {
+            for vc in self.vcpus.iter_mut().flatten().filter(|vc| vc.active) {
+                vc.credit -= floor - keep;
+            }
+        }
         for i in 0..V {
             let Some(vc) = self.vcpus[i] else { continue };
             let paused = self.dom(vc.dom).pause_count > 0;
