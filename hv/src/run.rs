@@ -212,7 +212,11 @@ impl Platform for Machine {
     }
 
     fn notify(&mut self, signal: Signal) {
-        queue_signal(signal);
+        // The running vCPU neither blocks nor polls: its upcall, if due,
+        // is delivered on the way back to it.
+        if signal.dom != self.dom {
+            queue_signal(signal);
+        }
     }
 
     fn set_timer(&mut self, deadline: Option<u64>) {

@@ -8,6 +8,7 @@
 use super::IST_STACK_SIZE;
 use core::arch::asm;
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 /// First GDT entry reserved for the hypervisor (selector 0xe000).
 pub const FIRST_RESERVED_GDT_ENTRY: usize = 7168;
@@ -161,19 +162,28 @@ fn guest_entries() -> &'static mut [u64] {
     &mut cpu.gdt[..FIRST_RESERVED_GDT_ENTRY]
 }
 
+/// One past the highest guest entry that may be non-zero: what a switch
+/// between domains has to clear (usually nothing: few guests load a GDT).
+static GUEST_ENTRIES_USED: AtomicUsize = AtomicUsize::new(0);
+
 /// Installs checked guest descriptors as entries 0.., clearing the rest of
 /// the guest's part.
 pub fn load_guest_entries(descriptors: &mut dyn Iterator<Item = u64>) {
     let entries = guest_entries();
-    entries.fill(0);
+    let used = GUEST_ENTRIES_USED.load(Ordering::Relaxed).min(entries.len());
+    entries[..used].fill(0);
+    let mut n = 0;
     for (slot, d) in entries.iter_mut().zip(descriptors) {
         *slot = d;
+        n += 1;
     }
+    GUEST_ENTRIES_USED.store(n, Ordering::Relaxed);
 }
 
 /// Installs one checked guest descriptor.
 pub fn set_guest_entry(index: usize, descriptor: u64) {
     if let Some(slot) = guest_entries().get_mut(index) {
         *slot = descriptor;
+        GUEST_ENTRIES_USED.fetch_max(index + 1, Ordering::Relaxed);
     }
 }
