@@ -14,6 +14,7 @@
 //! requires must be there; plain words are ignored. Anything else is a
 //! [`CmdlineError`], which says what is wrong in one line.
 
+use crate::text::Escaped;
 use core::fmt;
 
 /// What the kernel does after it has set itself up.
@@ -173,22 +174,6 @@ pub enum CmdlineError<'a> {
     Missing(Workload, &'static str),
 }
 
-/// Shows bytes as text, escaping what is not printable ASCII.
-struct Text<'a>(&'a [u8]);
-
-impl fmt::Display for Text<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for &b in self.0 {
-            if (0x20..0x7f).contains(&b) && b != b'\\' {
-                write!(f, "{}", b as char)?;
-            } else {
-                write!(f, "\\x{b:02x}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Lists a workload's parameter keys (`peer, count`).
 struct Keys(Workload);
 
@@ -209,14 +194,14 @@ impl fmt::Display for CmdlineError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             CmdlineError::UnknownWorkload(word) => {
-                write!(f, "unknown workload '{}' on the command line (known: {KNOWN})", Text(word))
+                write!(f, "unknown workload '{}' on the command line (known: {KNOWN})", Escaped(word))
             }
             CmdlineError::UnknownParam(w, key) => {
-                write!(f, "{}: unknown parameter '{}' (takes {})", w.name(), Text(key), Keys(w))
+                write!(f, "{}: unknown parameter '{}' (takes {})", w.name(), Escaped(key), Keys(w))
             }
             CmdlineError::Duplicate(w, key) => write!(f, "{}: parameter '{key}' given twice", w.name()),
             CmdlineError::BadValue(w, key, value) => {
-                write!(f, "{}: bad value '{}' for {key} (takes {})", w.name(), Text(value), Keys(w))
+                write!(f, "{}: bad value '{}' for {key} (takes {})", w.name(), Escaped(value), Keys(w))
             }
             CmdlineError::Missing(w, key) => write!(f, "{}: missing {key}=<value> (takes {})", w.name(), Keys(w)),
         }
