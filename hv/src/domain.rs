@@ -1,6 +1,7 @@
 //! Domains and their virtual CPUs: the state the hypervisor keeps per guest.
 
 use crate::mm::frame::DomId;
+use crate::mm::pagetype::{GuestFrames, PageTypes};
 use crate::mm::Mfn;
 use abi::arch::TrapInfo;
 use abi::sched::ShutdownReason;
@@ -91,6 +92,28 @@ impl Poll {
 }
 
 impl Vcpu {
+    /// Frames of the guest's GDT in use.
+    pub fn gdt_frame_count(&self) -> usize {
+        (self.gdt_entries as usize).div_ceil(512).min(MAX_GDT_FRAMES)
+    }
+
+    /// Drops every page reference the vCPU holds: its page-table bases,
+    /// its GDT frames and a registered `vcpu_info` page. Afterwards it has
+    /// no page tables, no GDT and its `vcpu_info` back in shared info.
+    pub fn release_pages<M: GuestFrames + ?Sized>(&mut self, pt: &mut PageTypes<'_, '_, M>, dom: DomId) {
+        // Dropping a base cannot fail: `None` takes no new reference.
+        let _ = pt.new_baseptr(dom, &mut self.kernel_table, None);
+        let _ = pt.new_baseptr(dom, &mut self.user_table, None);
+        for &mfn in &self.gdt_frames[..self.gdt_frame_count()] {
+            pt.put_page_and_type(mfn);
+        }
+        self.gdt_frames = [0; MAX_GDT_FRAMES];
+        self.gdt_entries = 0;
+        if let Some((mfn, _)) = self.vcpu_info_at.take() {
+            pt.put_page_and_type(mfn);
+        }
+    }
+
     /// The CR3 value for guest kernel mode (0 when there is no base).
     pub fn cr3(&self) -> u64 {
         self.kernel_table.map_or(0, |mfn| mfn << 12)
@@ -161,5 +184,18 @@ impl Domain {
     /// A new, running domain with one vCPU and no page tables yet.
     pub fn new(id: DomId, privileged: bool) -> Domain {
         Domain { id, privileged, vcpu: Vcpu::new(0), shutdown_code: None, stopped: None, nr_pages: 0, max_pages: 0 }
+    }
+
+    /// Domain teardown, page-type side: drops every reference the domain
+    /// holds on its frames (its vCPUs' bases, GDT and `vcpu_info` pages,
+    /// every pin, and the hypervisor's general reference on its shared-info
+    /// frame `shared_info`), so that its frames can be freed. Returns how
+    /// many of its frames are still referenced from outside it (0 unless
+    /// something else, such as a foreign mapping, holds one); those must
+    /// not be freed.
+    pub fn release_pages<M: GuestFrames + ?Sized>(&mut self, pt: &mut PageTypes<'_, '_, M>, shared_info: Mfn) -> u64 {
+        self.vcpu.release_pages(pt, self.id);
+        pt.put_page(shared_info);
+        pt.release_domain(self.id)
     }
 }

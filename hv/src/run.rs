@@ -662,6 +662,31 @@ fn deliver_upcall(regs: &mut Regs) {
     }
 }
 
+/// Destroys stopped domain `dom` (not running, out of the scheduler, its
+/// ports closed): drops every page reference it holds and frees its
+/// frames, so its memory is free again. Frames something else still
+/// references (none today) stay allocated, with a warning.
+fn destroy_domain(dom: DomId) {
+    let Some(mut slot) = DOMAINS.get(usize::from(dom)).and_then(|l| l.lock().take()) else { return };
+    let still_used = crate::memory::with_page_types(|pt| slot.domain.release_pages(pt, slot.shared_info));
+    let mut freed = 0u64;
+    if let Some(table) = FRAMES.lock().as_mut() {
+        for mfn in 0..table.frames() {
+            if table.usage(mfn) == FrameUse::Domain(dom) && table.can_release(mfn) && table.free(mfn).is_ok() {
+                crate::memory::set_m2p(mfn, crate::memory::INVALID_M2P_ENTRY);
+                freed += 1;
+            }
+        }
+    }
+    // No stale translation of a freed frame may survive.
+    cpu::flush_tlb();
+    if still_used > 0 {
+        log::warn!("d{dom}: destroyed; {freed} frames returned, {still_used} still referenced and kept");
+    } else {
+        log::info!("d{dom}: destroyed; {freed} frames returned");
+    }
+}
+
 /// Stops domain `dom`: out of the scheduler, its ports closed, dom0 told
 /// through `VIRQ_DOM_EXC`. Dom0 stopping stops the machine, with a status
 /// that says how; so does the last domain when there is no dom0.
@@ -699,10 +724,19 @@ fn stop_domain(dom: DomId, how: Stopped) {
     raise_virq(0, VIRQ_DOM_EXC);
     if CURRENT.load(Ordering::Relaxed) == u32::from(dom) {
         CURRENT.store(NONE, Ordering::Relaxed);
+        // Its page tables are about to be freed: run on the hypervisor's.
+        // SAFETY: the idle L4 maps the hypervisor and nothing else.
+        unsafe { cpu::write_cr3(crate::arch::paging::idle_l4_mfn() << 12) };
     }
+    // No toolstack decides yet what happens to a stopped domU (Xen's
+    // on_poweroff/on_crash): it is destroyed and its memory returned.
+    destroy_domain(dom);
     let running = DOMAINS.iter().filter(|l| l.lock().as_ref().is_some_and(|s| s.domain.stopped.is_none())).count();
     if running == 0 {
         log::info!("all domains have stopped");
+        if let Some(t) = FRAMES.lock().as_ref() {
+            crate::setup::summarize(&t.stats());
+        }
         traps::stop_with(Exit::PowerOff)
     }
 }

@@ -315,9 +315,9 @@ fn create_domain(module: &Module, spec: &bootmod::ModuleSpec<'_>, req: &Request<
         *lock.lock() = Some(Slot { domain: built.domain, shared_info, regs: built.regs, selectors: [0; 4] });
     }
     let l = &built.layout;
-    let name = req.name;
+    let name = Name(req.name);
     log::info!(
-        "d{id} {name} '{path}': {} at {:#x}-{:#x}, start_info {:#x}, page tables {:#x} ({} frames), stack top {:#x}, weight {}{}",
+        "d{id}{name} '{path}': {} at {:#x}-{:#x}, start_info {:#x}, page tables {:#x} ({} frames), stack top {:#x}, weight {}{}",
         Size(req.mem_bytes),
         l.kernel().va,
         l.kernel().va + l.kernel().bytes(),
@@ -329,6 +329,19 @@ fn create_domain(module: &Module, spec: &bootmod::ModuleSpec<'_>, req: &Request<
         Cap(req.params.cap),
     );
     Ok(())
+}
+
+/// ` NAME` for a named domain, nothing otherwise.
+struct Name<'a>(&'a str);
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            write!(f, " {}", self.0)
+        }
+    }
 }
 
 /// `, cap N%` for a capped domain, nothing otherwise.
@@ -421,7 +434,8 @@ fn init_memory(info: &BootInfo) {
     *FRAMES.lock() = Some(table);
 }
 
-fn summarize(s: &FrameStats) {
+/// Logs how memory is used (`memory:` and `frames:` lines).
+pub fn summarize(s: &FrameStats) {
     let b = |frames: u64| Size(frames * PAGE_SIZE);
     log::info!(
         "memory: {} free, {} hypervisor, {} modules, {} domains",

@@ -966,6 +966,46 @@ mod tests {
         (0..FRAMES as Mfn).all(|m| e.can_release(m) && !st(e, m).pinned && st(e, m).linear == 0)
     }
 
+    /// Domain teardown drops everything a domain's vCPU and the hypervisor
+    /// hold: bases, pins, GDT and `vcpu_info` frames, the shared-info
+    /// reference; afterwards every frame of the domain can be freed.
+    #[test]
+    fn a_torn_down_domain_leaves_every_frame_releasable() {
+        engine!(e);
+        build_tree(&mut e);
+        let mut d = crate::domain::Domain::new(D1, false);
+        e.pin(D1, L4, Level::L4).unwrap();
+        e.new_baseptr(D1, &mut d.vcpu.kernel_table, Some(L4)).unwrap();
+        const GDT: Mfn = 30;
+        const VINFO: Mfn = 31;
+        const SHARED: Mfn = 32;
+        e.get_page_and_type(D1, GDT, PageType::SegDesc).unwrap();
+        d.vcpu.gdt_frames[0] = GDT;
+        d.vcpu.gdt_entries = 16;
+        e.get_page_and_type(D1, VINFO, PageType::Writable).unwrap();
+        d.vcpu.vcpu_info_at = Some((VINFO, 64));
+        e.get_page(D1, SHARED).unwrap();
+        assert!(!all_released(&e));
+        assert_eq!(d.release_pages(&mut e, SHARED), 0);
+        assert!(all_released(&e), "every frame can be freed");
+        assert_eq!((d.vcpu.kernel_table, d.vcpu.gdt_entries, d.vcpu.vcpu_info_at), (None, 0, None));
+    }
+
+    /// A reference from outside (here another domain's grant mapping of
+    /// the data page) survives teardown and is reported.
+    #[test]
+    fn teardown_reports_frames_still_referenced_from_outside() {
+        engine!(e);
+        build_tree(&mut e);
+        let mut d = crate::domain::Domain::new(D1, false);
+        e.pin(D1, L4, Level::L4).unwrap();
+        e.get_page(D1, RWDATA).unwrap(); // as a foreign mapping would
+        const SHARED: Mfn = 32;
+        e.get_page(D1, SHARED).unwrap();
+        assert_eq!(d.release_pages(&mut e, SHARED), 1);
+        assert!(!e.can_release(RWDATA));
+    }
+
     #[test]
     fn l1_entries_take_general_and_writable_references() {
         engine!(e);
