@@ -7,17 +7,35 @@
 
 use crate::arch::serial;
 use core::fmt::{self, Write};
+use hv::conring::ConsoleRing;
 use hv::sync::SpinLock;
 
 /// Serializes normal console output.
 static LOCK: SpinLock<()> = SpinLock::new(());
 
-/// A `fmt::Write` sink that writes straight to the serial port.
+/// Bytes of console output kept for the control domain (Xen's default
+/// `conring_size`).
+pub const CONRING_BYTES: usize = 16 * 1024;
+
+/// The recent console output (`sysctl` `readconsole`).
+pub static CONRING: SpinLock<ConsoleRing<CONRING_BYTES>> = SpinLock::new(ConsoleRing::new());
+
+/// Writes `bytes` to the serial port and keeps them in [`CONRING`]. A
+/// fatal report that interrupted a holder of the ring's lock still
+/// reaches the serial port.
+pub fn output(bytes: &[u8]) {
+    serial::write_bytes(bytes);
+    if let Some(mut ring) = CONRING.try_lock() {
+        ring.push(bytes);
+    }
+}
+
+/// A `fmt::Write` sink for the console.
 struct Serial;
 
 impl Write for Serial {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        serial::write_bytes(s.as_bytes());
+        output(s.as_bytes());
         Ok(())
     }
 }

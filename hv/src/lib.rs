@@ -8,6 +8,7 @@
 pub mod bootmod;
 pub mod build;
 pub mod cmdline;
+pub mod conring;
 pub mod descriptor;
 pub mod domain;
 pub mod event;

@@ -112,14 +112,14 @@ impl Platform for Machine {
         // lines are prefixed with their id, as Xen's guest console logging
         // does.
         let Some(at_start) = AT_LINE_START.get(usize::from(domain)).filter(|_| domain != 0) else {
-            serial::write_bytes(bytes);
+            console::output(bytes);
             return;
         };
         for line in bytes.split_inclusive(|&b| b == b'\n') {
             if at_start.load(Ordering::Relaxed) {
                 console::guest_prefix(domain);
             }
-            serial::write_bytes(line);
+            console::output(line);
             at_start.store(line.ends_with(b"\n"), Ordering::Relaxed);
         }
     }
