@@ -26,6 +26,7 @@
 
 use crate::arch::{SegmentBase, TrapInfo};
 use crate::callback::{CallbackRegister, CallbackUnregister, CALLBACKOP_REGISTER, CALLBACKOP_UNREGISTER};
+use crate::domctl::XenDomctl;
 use crate::event_channel::{
     EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindIpi, EvtchnBindVcpu, EvtchnBindVirq, EvtchnClose, EvtchnReset,
     EvtchnSend, EvtchnStatus, EvtchnUnmask, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_IPI,
@@ -48,6 +49,7 @@ use crate::sched::{
     XENVER_PLATFORM_PARAMETERS, XENVER_VERSION, XEN_CAPABILITIES_INFO_LEN, XEN_CHANGESET_INFO_LEN,
     XEN_EXTRAVERSION_LEN,
 };
+use crate::sysctl::XenSysctl;
 use crate::Errno;
 use core::arch::asm;
 
@@ -793,6 +795,53 @@ impl<H: Hypercall> Hypercalls<H> {
         let domid = DOMID_SELF;
         // Reads a `domid_t` (2 bytes).
         self.call_plain(nr::MEMORY_OP, [u64::from(XENMEM_MAXIMUM_RESERVATION), ptr(&domid), 0, 0, 0])
+    }
+
+    // ---- toolstack: domctl and sysctl (privileged domains) -----------------
+
+    /// `domctl(op)`: one domain-control operation ([`crate::domctl`]; build
+    /// `op` with a constructor such as [`XenDomctl::createdomain`]). Xen
+    /// reads the whole [`XenDomctl`] (144 bytes), acts on `op.domain`, and
+    /// for operations with OUT fields writes it back (including
+    /// `op.domain` for `createdomain` and `getdomaininfo`); read results
+    /// with the `u_*` accessors. Returns 0 on success. An unprivileged
+    /// caller gets `EPERM`, an `op.interface_version` other than
+    /// [`crate::domctl::XEN_DOMCTL_INTERFACE_VERSION`] `EACCES`, a domain
+    /// that does not exist `ESRCH`, an unknown command `ENOSYS`.
+    ///
+    /// # Safety
+    ///
+    /// Every guest handle in `op.u` is 0 or points to memory the operation
+    /// may read or write, as [`crate::domctl`] describes (`getvcpucontext`
+    /// writes 5168 bytes at `ctxt`). And the operation must not take away
+    /// what this kernel runs on: pausing, destroying or resetting its own
+    /// domain or vCPUs, lowering its memory limit, or `hypercall_init` into
+    /// one of its own frames that holds live data.
+    pub unsafe fn domctl(&self, op: &mut XenDomctl) -> Result<u64, Errno> {
+        // SAFETY: the hypervisor reads and writes `*op` (144 bytes); the
+        // memory behind its handles and the operation's effect are the
+        // caller's promise.
+        unsafe { self.call(nr::DOMCTL, [ptr_mut(op), 0, 0, 0, 0]) }
+    }
+
+    /// `sysctl(op)`: one whole-host operation ([`crate::sysctl`]; build `op`
+    /// with a constructor such as [`XenSysctl::physinfo`]). Xen reads the
+    /// whole [`XenSysctl`] (136 bytes), acts, and writes it back; read
+    /// results with the `u_*` accessors. Returns 0 on success. An
+    /// unprivileged caller gets `EPERM`, an `op.interface_version` other
+    /// than [`crate::sysctl::XEN_SYSCTL_INTERFACE_VERSION`] `EACCES`, an
+    /// unknown command `ENOSYS`.
+    ///
+    /// # Safety
+    ///
+    /// Every guest handle in `op.u` is 0 or points to memory the operation
+    /// may write, as [`crate::sysctl`] describes (`readconsole` writes up
+    /// to `count` bytes at `buffer`; `getdomaininfolist` up to
+    /// `max_domains` 112-byte records at `buffer`).
+    pub unsafe fn sysctl(&self, op: &mut XenSysctl) -> Result<u64, Errno> {
+        // SAFETY: the hypervisor reads and writes `*op` (136 bytes); the
+        // memory behind its handles is the caller's promise.
+        unsafe { self.call(nr::SYSCTL, [ptr_mut(op), 0, 0, 0, 0]) }
     }
 }
 

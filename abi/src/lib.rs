@@ -31,7 +31,8 @@
 //! selectors, address space, register frames), [`callback`], [`mm`],
 //! [`sched`] (also vCPU ops, `xen_version`, `console_io` and VIRQs),
 //! [`event_channel`], [`grant_table`], [`console`], [`ring`], [`xenstore`],
-//! [`elfnote`], [`hypercall_page`].
+//! [`elfnote`], [`hypercall_page`]; for the toolstack in a privileged domain,
+//! [`domctl`] and [`sysctl`].
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -47,6 +48,7 @@ pub mod arch;
 pub mod boot;
 pub mod callback;
 pub mod console;
+pub mod domctl;
 pub mod elfnote;
 pub mod errno;
 pub mod event_channel;
@@ -60,6 +62,7 @@ pub mod ring;
 pub mod sched;
 pub mod shared_info;
 pub mod start_info;
+pub mod sysctl;
 pub mod version;
 pub mod xenstore;
 

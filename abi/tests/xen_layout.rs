@@ -185,6 +185,61 @@ macro_rules! view {
     };
 }
 
+/// A value's bits as the oracle compares them: zero-extended, so a signed
+/// field holding the sentinel reads back as the same bytes.
+trait Bits {
+    fn bits(self) -> u64;
+}
+
+macro_rules! bits {
+    ($($t:ty => $u:ty),*) => {$(
+        impl Bits for $t {
+            fn bits(self) -> u64 {
+                self as $u as u64
+            }
+        }
+    )*};
+}
+
+bits!(u8 => u8, u16 => u16, u32 => u32, u64 => u64, i32 => u32, i64 => u64);
+
+/// Union storage kept as `[u64; 16]`, from and to its bytes.
+fn words(img: &[u8]) -> [u64; 16] {
+    std::array::from_fn(|i| u64::from_le_bytes(img[i * 8..i * 8 + 8].try_into().unwrap()))
+}
+
+fn words_bytes(u: &[u64; 16]) -> Vec<u8> {
+    u.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// A field of a typed union payload (`domctl`, `sysctl`), read and written
+/// through the payload's accessor pair: `Type, "struct c", getter, setter,
+/// "c member", field path`. The path may go into a nested struct or index
+/// an array.
+macro_rules! payload_view {
+    ($ty:ident, $c:literal, $get:ident, $set:ident, $m:literal, $($path:tt)+) => {
+        View {
+            rust: concat!(stringify!($ty), "::", stringify!($get), "().", stringify!($($path)+)),
+            c_struct: $c,
+            c_union: "u",
+            c_member: concat!("u.", $m, ".", stringify!($($path)+)),
+            storage_len: field_size::<$ty, _>(|v| &v.u),
+            get: |img| {
+                let mut s = <$ty as Default>::default();
+                s.u = words(img);
+                s.$get().$($path)+.bits()
+            },
+            set: |value| {
+                let mut s = <$ty as Default>::default();
+                let mut p = s.$get();
+                p.$($path)+ = value as _;
+                s.$set(&p);
+                words_bytes(&s.u)
+            },
+        }
+    };
+}
+
 layouts! {
     start_info::StartInfo => "struct start_info" {
         magic, nr_pages, shared_info, flags, _pad0 = pad, store_mfn, store_evtchn,
@@ -294,6 +349,36 @@ layouts! {
     xenstore::XenstoreDomainInterface => "struct xenstore_domain_interface" {
         req, rsp, req_cons, req_prod, rsp_cons, rsp_prod, server_features, connection, error,
     }
+    domctl::XenDomctl => "struct xen_domctl" { cmd, interface_version, domain, _pad, u }
+    domctl::XenArchDomainconfig => "struct xen_arch_domainconfig" { emulation_flags, misc_flags }
+    domctl::XenDomctlCreatedomain => "struct xen_domctl_createdomain" {
+        ssidref, handle, flags, iommu_opts, max_vcpus, max_evtchn_port, max_grant_frames,
+        max_maptrack_frames, grant_opts, vmtrace_size, cpupool_id, arch,
+    }
+    domctl::XenDomctlGetdomaininfo => "struct xen_domctl_getdomaininfo" {
+        domain, pad1, flags, tot_pages, max_pages, outstanding_pages, shr_pages, paged_pages,
+        shared_info_frame, cpu_time, nr_online_vcpus, max_vcpu_id, ssidref, handle, cpupool,
+        gpaddr_bits, pad2, arch_config,
+    }
+    domctl::XenDomctlMaxMem => "struct xen_domctl_max_mem" { max_memkb }
+    domctl::XenDomctlVcpucontext => "struct xen_domctl_vcpucontext" { vcpu, _pad0 = pad, ctxt }
+    domctl::XenDomctlGetvcpuinfo => "struct xen_domctl_getvcpuinfo" {
+        vcpu, online, blocked, running, _pad0 = pad, cpu_time, cpu, _pad1 = pad,
+    }
+    domctl::XenDomctlMaxVcpus => "struct xen_domctl_max_vcpus" { max }
+    domctl::XenDomctlHypercallInit => "struct xen_domctl_hypercall_init" { gmfn }
+    sysctl::XenSysctl => "struct xen_sysctl" { cmd, interface_version, u }
+    sysctl::XenSysctlReadconsole => "struct xen_sysctl_readconsole" {
+        clear, incremental, pad0, pad1, index, buffer, count, _pad2 = pad,
+    }
+    sysctl::XenSysctlPhysinfo => "struct xen_sysctl_physinfo" {
+        threads_per_core, cores_per_socket, nr_cpus, max_cpu_id, nr_nodes, max_node_id, cpu_khz,
+        capabilities, arch_capabilities, pad, total_pages, free_pages, scrub_pages,
+        outstanding_pages, max_mfn, hw_cap,
+    }
+    sysctl::XenSysctlGetdomaininfolist => "struct xen_sysctl_getdomaininfolist" {
+        first_domain, _pad0 = pad, max_domains, buffer, num_domains, _pad1 = pad,
+    }
 }
 
 fn views() -> Vec<View> {
@@ -301,7 +386,7 @@ fn views() -> Vec<View> {
     use grant_table::GnttabCopyPtr;
     use mm::MmuextOp;
     use start_info::StartInfo;
-    vec![
+    let mut v = vec![
         view!(StartInfo, "struct start_info", console: bytes, "console.domU.mfn",
             console_domu_mfn, set_console_domu_mfn),
         view!(StartInfo, "struct start_info", console: bytes, "console.domU.evtchn",
@@ -321,6 +406,130 @@ fn views() -> Vec<View> {
         view!(GnttabCopyPtr, "struct gnttab_copy_ptr", u: u64, "u.ref", gref, set_gref),
         view!(GnttabCopyPtr, "struct gnttab_copy_ptr", u: u64, "u.gmfn", gmfn, set_gmfn),
         view!(MmuextOp, "struct mmuext_op", arg2: u64, "arg2.nr_ents", nr_ents, set_nr_ents),
+    ];
+    v.extend(domctl_views());
+    v.extend(sysctl_views());
+    v
+}
+
+/// Every field of every `domctl` payload, through `XenDomctl`'s accessors.
+fn domctl_views() -> Vec<View> {
+    use domctl::XenDomctl;
+    macro_rules! cd {
+        ($($path:tt)+) => {
+            payload_view!(XenDomctl, "struct xen_domctl", u_createdomain, set_u_createdomain, "createdomain", $($path)+)
+        };
+    }
+    macro_rules! gi {
+        ($($path:tt)+) => {
+            payload_view!(XenDomctl, "struct xen_domctl", u_getdomaininfo, set_u_getdomaininfo, "getdomaininfo", $($path)+)
+        };
+    }
+    macro_rules! vi {
+        ($($path:tt)+) => {
+            payload_view!(XenDomctl, "struct xen_domctl", u_getvcpuinfo, set_u_getvcpuinfo, "getvcpuinfo", $($path)+)
+        };
+    }
+    vec![
+        cd!(ssidref),
+        cd!(handle[0]),
+        cd!(handle[15]),
+        cd!(flags),
+        cd!(iommu_opts),
+        cd!(max_vcpus),
+        cd!(max_evtchn_port),
+        cd!(max_grant_frames),
+        cd!(max_maptrack_frames),
+        cd!(grant_opts),
+        cd!(vmtrace_size),
+        cd!(cpupool_id),
+        cd!(arch.emulation_flags),
+        cd!(arch.misc_flags),
+        gi!(domain),
+        gi!(pad1),
+        gi!(flags),
+        gi!(tot_pages),
+        gi!(max_pages),
+        gi!(outstanding_pages),
+        gi!(shr_pages),
+        gi!(paged_pages),
+        gi!(shared_info_frame),
+        gi!(cpu_time),
+        gi!(nr_online_vcpus),
+        gi!(max_vcpu_id),
+        gi!(ssidref),
+        gi!(handle[0]),
+        gi!(handle[15]),
+        gi!(cpupool),
+        gi!(gpaddr_bits),
+        gi!(pad2[0]),
+        gi!(pad2[6]),
+        gi!(arch_config.emulation_flags),
+        gi!(arch_config.misc_flags),
+        payload_view!(XenDomctl, "struct xen_domctl", u_max_mem, set_u_max_mem, "max_mem", max_memkb),
+        payload_view!(XenDomctl, "struct xen_domctl", u_vcpucontext, set_u_vcpucontext, "vcpucontext", vcpu),
+        payload_view!(XenDomctl, "struct xen_domctl", u_vcpucontext, set_u_vcpucontext, "vcpucontext", ctxt),
+        vi!(vcpu),
+        vi!(online),
+        vi!(blocked),
+        vi!(running),
+        vi!(cpu_time),
+        vi!(cpu),
+        payload_view!(XenDomctl, "struct xen_domctl", u_max_vcpus, set_u_max_vcpus, "max_vcpus", max),
+        payload_view!(XenDomctl, "struct xen_domctl", u_hypercall_init, set_u_hypercall_init, "hypercall_init", gmfn),
+    ]
+}
+
+/// Every field of every `sysctl` payload, through `XenSysctl`'s accessors.
+fn sysctl_views() -> Vec<View> {
+    use sysctl::XenSysctl;
+    macro_rules! rc {
+        ($($path:tt)+) => {
+            payload_view!(XenSysctl, "struct xen_sysctl", u_readconsole, set_u_readconsole, "readconsole", $($path)+)
+        };
+    }
+    macro_rules! pi {
+        ($($path:tt)+) => {
+            payload_view!(XenSysctl, "struct xen_sysctl", u_physinfo, set_u_physinfo, "physinfo", $($path)+)
+        };
+    }
+    macro_rules! dl {
+        ($($path:tt)+) => {
+            payload_view!(
+                XenSysctl, "struct xen_sysctl", u_getdomaininfolist, set_u_getdomaininfolist, "getdomaininfolist",
+                $($path)+
+            )
+        };
+    }
+    vec![
+        rc!(clear),
+        rc!(incremental),
+        rc!(pad0),
+        rc!(pad1),
+        rc!(index),
+        rc!(buffer),
+        rc!(count),
+        pi!(threads_per_core),
+        pi!(cores_per_socket),
+        pi!(nr_cpus),
+        pi!(max_cpu_id),
+        pi!(nr_nodes),
+        pi!(max_node_id),
+        pi!(cpu_khz),
+        pi!(capabilities),
+        pi!(arch_capabilities),
+        pi!(pad),
+        pi!(total_pages),
+        pi!(free_pages),
+        pi!(scrub_pages),
+        pi!(outstanding_pages),
+        pi!(max_mfn),
+        pi!(hw_cap[0]),
+        pi!(hw_cap[7]),
+        dl!(first_domain),
+        dl!(max_domains),
+        dl!(buffer),
+        dl!(num_domains),
     ]
 }
 
@@ -800,6 +1009,160 @@ consts! {
     xenstore::XS_INVALID => "XS_INVALID",
     xenstore::XS_WATCH_PATH => "XS_WATCH_PATH",
     xenstore::XS_WATCH_TOKEN => "XS_WATCH_TOKEN",
+    // domctl
+    domctl::XEN_DOMCTL_INTERFACE_VERSION => "XEN_DOMCTL_INTERFACE_VERSION",
+    domctl::XEN_DOMCTL_CREATEDOMAIN => "XEN_DOMCTL_createdomain",
+    domctl::XEN_DOMCTL_DESTROYDOMAIN => "XEN_DOMCTL_destroydomain",
+    domctl::XEN_DOMCTL_PAUSEDOMAIN => "XEN_DOMCTL_pausedomain",
+    domctl::XEN_DOMCTL_UNPAUSEDOMAIN => "XEN_DOMCTL_unpausedomain",
+    domctl::XEN_DOMCTL_GETDOMAININFO => "XEN_DOMCTL_getdomaininfo",
+    domctl::XEN_DOMCTL_SETVCPUAFFINITY => "XEN_DOMCTL_setvcpuaffinity",
+    domctl::XEN_DOMCTL_SHADOW_OP => "XEN_DOMCTL_shadow_op",
+    domctl::XEN_DOMCTL_MAX_MEM => "XEN_DOMCTL_max_mem",
+    domctl::XEN_DOMCTL_SETVCPUCONTEXT => "XEN_DOMCTL_setvcpucontext",
+    domctl::XEN_DOMCTL_GETVCPUCONTEXT => "XEN_DOMCTL_getvcpucontext",
+    domctl::XEN_DOMCTL_GETVCPUINFO => "XEN_DOMCTL_getvcpuinfo",
+    domctl::XEN_DOMCTL_MAX_VCPUS => "XEN_DOMCTL_max_vcpus",
+    domctl::XEN_DOMCTL_SCHEDULER_OP => "XEN_DOMCTL_scheduler_op",
+    domctl::XEN_DOMCTL_SETDOMAINHANDLE => "XEN_DOMCTL_setdomainhandle",
+    domctl::XEN_DOMCTL_SETDEBUGGING => "XEN_DOMCTL_setdebugging",
+    domctl::XEN_DOMCTL_IRQ_PERMISSION => "XEN_DOMCTL_irq_permission",
+    domctl::XEN_DOMCTL_IOMEM_PERMISSION => "XEN_DOMCTL_iomem_permission",
+    domctl::XEN_DOMCTL_IOPORT_PERMISSION => "XEN_DOMCTL_ioport_permission",
+    domctl::XEN_DOMCTL_HYPERCALL_INIT => "XEN_DOMCTL_hypercall_init",
+    domctl::XEN_DOMCTL_SETTIMEOFFSET => "XEN_DOMCTL_settimeoffset",
+    domctl::XEN_DOMCTL_GETVCPUAFFINITY => "XEN_DOMCTL_getvcpuaffinity",
+    domctl::XEN_DOMCTL_REAL_MODE_AREA => "XEN_DOMCTL_real_mode_area",
+    domctl::XEN_DOMCTL_RESUMEDOMAIN => "XEN_DOMCTL_resumedomain",
+    domctl::XEN_DOMCTL_SENDTRIGGER => "XEN_DOMCTL_sendtrigger",
+    domctl::XEN_DOMCTL_SUBSCRIBE => "XEN_DOMCTL_subscribe",
+    domctl::XEN_DOMCTL_GETHVMCONTEXT => "XEN_DOMCTL_gethvmcontext",
+    domctl::XEN_DOMCTL_SETHVMCONTEXT => "XEN_DOMCTL_sethvmcontext",
+    domctl::XEN_DOMCTL_SET_ADDRESS_SIZE => "XEN_DOMCTL_set_address_size",
+    domctl::XEN_DOMCTL_GET_ADDRESS_SIZE => "XEN_DOMCTL_get_address_size",
+    domctl::XEN_DOMCTL_ASSIGN_DEVICE => "XEN_DOMCTL_assign_device",
+    domctl::XEN_DOMCTL_BIND_PT_IRQ => "XEN_DOMCTL_bind_pt_irq",
+    domctl::XEN_DOMCTL_MEMORY_MAPPING => "XEN_DOMCTL_memory_mapping",
+    domctl::XEN_DOMCTL_IOPORT_MAPPING => "XEN_DOMCTL_ioport_mapping",
+    domctl::XEN_DOMCTL_SET_EXT_VCPUCONTEXT => "XEN_DOMCTL_set_ext_vcpucontext",
+    domctl::XEN_DOMCTL_GET_EXT_VCPUCONTEXT => "XEN_DOMCTL_get_ext_vcpucontext",
+    domctl::XEN_DOMCTL_SET_OPT_FEATURE => "XEN_DOMCTL_set_opt_feature",
+    domctl::XEN_DOMCTL_TEST_ASSIGN_DEVICE => "XEN_DOMCTL_test_assign_device",
+    domctl::XEN_DOMCTL_SET_TARGET => "XEN_DOMCTL_set_target",
+    domctl::XEN_DOMCTL_DEASSIGN_DEVICE => "XEN_DOMCTL_deassign_device",
+    domctl::XEN_DOMCTL_UNBIND_PT_IRQ => "XEN_DOMCTL_unbind_pt_irq",
+    domctl::XEN_DOMCTL_GET_DEVICE_GROUP => "XEN_DOMCTL_get_device_group",
+    domctl::XEN_DOMCTL_DEBUG_OP => "XEN_DOMCTL_debug_op",
+    domctl::XEN_DOMCTL_GETHVMCONTEXT_PARTIAL => "XEN_DOMCTL_gethvmcontext_partial",
+    domctl::XEN_DOMCTL_VM_EVENT_OP => "XEN_DOMCTL_vm_event_op",
+    domctl::XEN_DOMCTL_MEM_SHARING_OP => "XEN_DOMCTL_mem_sharing_op",
+    domctl::XEN_DOMCTL_GETTSCINFO => "XEN_DOMCTL_gettscinfo",
+    domctl::XEN_DOMCTL_SETTSCINFO => "XEN_DOMCTL_settscinfo",
+    domctl::XEN_DOMCTL_GETPAGEFRAMEINFO3 => "XEN_DOMCTL_getpageframeinfo3",
+    domctl::XEN_DOMCTL_SETVCPUEXTSTATE => "XEN_DOMCTL_setvcpuextstate",
+    domctl::XEN_DOMCTL_GETVCPUEXTSTATE => "XEN_DOMCTL_getvcpuextstate",
+    domctl::XEN_DOMCTL_SET_ACCESS_REQUIRED => "XEN_DOMCTL_set_access_required",
+    domctl::XEN_DOMCTL_AUDIT_P2M => "XEN_DOMCTL_audit_p2m",
+    domctl::XEN_DOMCTL_SET_VIRQ_HANDLER => "XEN_DOMCTL_set_virq_handler",
+    domctl::XEN_DOMCTL_SET_BROKEN_PAGE_P2M => "XEN_DOMCTL_set_broken_page_p2m",
+    domctl::XEN_DOMCTL_SETNODEAFFINITY => "XEN_DOMCTL_setnodeaffinity",
+    domctl::XEN_DOMCTL_GETNODEAFFINITY => "XEN_DOMCTL_getnodeaffinity",
+    domctl::XEN_DOMCTL_CACHEFLUSH => "XEN_DOMCTL_cacheflush",
+    domctl::XEN_DOMCTL_GET_VCPU_MSRS => "XEN_DOMCTL_get_vcpu_msrs",
+    domctl::XEN_DOMCTL_SET_VCPU_MSRS => "XEN_DOMCTL_set_vcpu_msrs",
+    domctl::XEN_DOMCTL_SETVNUMAINFO => "XEN_DOMCTL_setvnumainfo",
+    domctl::XEN_DOMCTL_PSR_CMT_OP => "XEN_DOMCTL_psr_cmt_op",
+    domctl::XEN_DOMCTL_MONITOR_OP => "XEN_DOMCTL_monitor_op",
+    domctl::XEN_DOMCTL_PSR_ALLOC => "XEN_DOMCTL_psr_alloc",
+    domctl::XEN_DOMCTL_SOFT_RESET => "XEN_DOMCTL_soft_reset",
+    domctl::XEN_DOMCTL_VUART_OP => "XEN_DOMCTL_vuart_op",
+    domctl::XEN_DOMCTL_GET_CPU_POLICY => "XEN_DOMCTL_get_cpu_policy",
+    domctl::XEN_DOMCTL_SET_CPU_POLICY => "XEN_DOMCTL_set_cpu_policy",
+    domctl::XEN_DOMCTL_VMTRACE_OP => "XEN_DOMCTL_vmtrace_op",
+    domctl::XEN_DOMCTL_GET_PAGING_MEMPOOL_SIZE => "XEN_DOMCTL_get_paging_mempool_size",
+    domctl::XEN_DOMCTL_SET_PAGING_MEMPOOL_SIZE => "XEN_DOMCTL_set_paging_mempool_size",
+    domctl::XEN_DOMCTL_GDBSX_GUESTMEMIO => "XEN_DOMCTL_gdbsx_guestmemio",
+    domctl::XEN_DOMCTL_GDBSX_PAUSEVCPU => "XEN_DOMCTL_gdbsx_pausevcpu",
+    domctl::XEN_DOMCTL_GDBSX_UNPAUSEVCPU => "XEN_DOMCTL_gdbsx_unpausevcpu",
+    domctl::XEN_DOMCTL_GDBSX_DOMSTATUS => "XEN_DOMCTL_gdbsx_domstatus",
+    domctl::XEN_DOMCTL_CDF_HVM => "XEN_DOMCTL_CDF_hvm",
+    domctl::XEN_DOMCTL_CDF_HAP => "XEN_DOMCTL_CDF_hap",
+    domctl::XEN_DOMCTL_CDF_S3_INTEGRITY => "XEN_DOMCTL_CDF_s3_integrity",
+    domctl::XEN_DOMCTL_CDF_OOS_OFF => "XEN_DOMCTL_CDF_oos_off",
+    domctl::XEN_DOMCTL_CDF_XS_DOMAIN => "XEN_DOMCTL_CDF_xs_domain",
+    domctl::XEN_DOMCTL_CDF_IOMMU => "XEN_DOMCTL_CDF_iommu",
+    domctl::XEN_DOMCTL_CDF_NESTED_VIRT => "XEN_DOMCTL_CDF_nested_virt",
+    domctl::XEN_DOMCTL_CDF_VPMU => "XEN_DOMCTL_CDF_vpmu",
+    domctl::XEN_DOMCTL_CDF_MAX => "XEN_DOMCTL_CDF_MAX",
+    domctl::XEN_DOMCTL_IOMMU_NO_SHAREPT => "XEN_DOMCTL_IOMMU_no_sharept",
+    domctl::XEN_DOMCTL_IOMMU_MAX => "XEN_DOMCTL_IOMMU_MAX",
+    domctl::XEN_DOMCTL_GRANT_VERSION_MASK => "XEN_DOMCTL_GRANT_version_mask",
+    domctl::XEN_X86_EMU_LAPIC => "XEN_X86_EMU_LAPIC",
+    domctl::XEN_X86_EMU_HPET => "XEN_X86_EMU_HPET",
+    domctl::XEN_X86_EMU_PM => "XEN_X86_EMU_PM",
+    domctl::XEN_X86_EMU_RTC => "XEN_X86_EMU_RTC",
+    domctl::XEN_X86_EMU_IOAPIC => "XEN_X86_EMU_IOAPIC",
+    domctl::XEN_X86_EMU_PIC => "XEN_X86_EMU_PIC",
+    domctl::XEN_X86_EMU_VGA => "XEN_X86_EMU_VGA",
+    domctl::XEN_X86_EMU_IOMMU => "XEN_X86_EMU_IOMMU",
+    domctl::XEN_X86_EMU_PIT => "XEN_X86_EMU_PIT",
+    domctl::XEN_X86_EMU_USE_PIRQ => "XEN_X86_EMU_USE_PIRQ",
+    domctl::XEN_X86_EMU_VPCI => "XEN_X86_EMU_VPCI",
+    domctl::XEN_X86_EMU_ALL => "XEN_X86_EMU_ALL",
+    domctl::XEN_X86_MSR_RELAXED => "XEN_X86_MSR_RELAXED",
+    domctl::XEN_X86_MISC_FLAGS_MAX => "XEN_X86_MISC_FLAGS_MAX",
+    domctl::XEN_DOMINF_DYING => "XEN_DOMINF_dying",
+    domctl::XEN_DOMINF_HVM_GUEST => "XEN_DOMINF_hvm_guest",
+    domctl::XEN_DOMINF_SHUTDOWN => "XEN_DOMINF_shutdown",
+    domctl::XEN_DOMINF_PAUSED => "XEN_DOMINF_paused",
+    domctl::XEN_DOMINF_BLOCKED => "XEN_DOMINF_blocked",
+    domctl::XEN_DOMINF_RUNNING => "XEN_DOMINF_running",
+    domctl::XEN_DOMINF_DEBUGGED => "XEN_DOMINF_debugged",
+    domctl::XEN_DOMINF_XS_DOMAIN => "XEN_DOMINF_xs_domain",
+    domctl::XEN_DOMINF_HAP => "XEN_DOMINF_hap",
+    domctl::XEN_DOMINF_SHUTDOWNMASK => "XEN_DOMINF_shutdownmask",
+    domctl::XEN_DOMINF_SHUTDOWNSHIFT => "XEN_DOMINF_shutdownshift",
+    domctl::XEN_INVALID_MAX_VCPU_ID => "XEN_INVALID_MAX_VCPU_ID",
+    domctl::xen_domctl_grant_version(0x12) => "XEN_DOMCTL_GRANT_version(0x12)",
+    // sysctl
+    sysctl::XEN_SYSCTL_INTERFACE_VERSION => "XEN_SYSCTL_INTERFACE_VERSION",
+    sysctl::XEN_SYSCTL_READCONSOLE => "XEN_SYSCTL_readconsole",
+    sysctl::XEN_SYSCTL_TBUF_OP => "XEN_SYSCTL_tbuf_op",
+    sysctl::XEN_SYSCTL_PHYSINFO => "XEN_SYSCTL_physinfo",
+    sysctl::XEN_SYSCTL_SCHED_ID => "XEN_SYSCTL_sched_id",
+    sysctl::XEN_SYSCTL_PERFC_OP => "XEN_SYSCTL_perfc_op",
+    sysctl::XEN_SYSCTL_GETDOMAININFOLIST => "XEN_SYSCTL_getdomaininfolist",
+    sysctl::XEN_SYSCTL_DEBUG_KEYS => "XEN_SYSCTL_debug_keys",
+    sysctl::XEN_SYSCTL_GETCPUINFO => "XEN_SYSCTL_getcpuinfo",
+    sysctl::XEN_SYSCTL_AVAILHEAP => "XEN_SYSCTL_availheap",
+    sysctl::XEN_SYSCTL_GET_PMSTAT => "XEN_SYSCTL_get_pmstat",
+    sysctl::XEN_SYSCTL_CPU_HOTPLUG => "XEN_SYSCTL_cpu_hotplug",
+    sysctl::XEN_SYSCTL_PM_OP => "XEN_SYSCTL_pm_op",
+    sysctl::XEN_SYSCTL_PAGE_OFFLINE_OP => "XEN_SYSCTL_page_offline_op",
+    sysctl::XEN_SYSCTL_LOCKPROF_OP => "XEN_SYSCTL_lockprof_op",
+    sysctl::XEN_SYSCTL_CPUTOPOINFO => "XEN_SYSCTL_cputopoinfo",
+    sysctl::XEN_SYSCTL_NUMAINFO => "XEN_SYSCTL_numainfo",
+    sysctl::XEN_SYSCTL_CPUPOOL_OP => "XEN_SYSCTL_cpupool_op",
+    sysctl::XEN_SYSCTL_SCHEDULER_OP => "XEN_SYSCTL_scheduler_op",
+    sysctl::XEN_SYSCTL_COVERAGE_OP => "XEN_SYSCTL_coverage_op",
+    sysctl::XEN_SYSCTL_PSR_CMT_OP => "XEN_SYSCTL_psr_cmt_op",
+    sysctl::XEN_SYSCTL_PCITOPOINFO => "XEN_SYSCTL_pcitopoinfo",
+    sysctl::XEN_SYSCTL_PSR_ALLOC => "XEN_SYSCTL_psr_alloc",
+    sysctl::XEN_SYSCTL_GET_CPU_LEVELLING_CAPS => "XEN_SYSCTL_get_cpu_levelling_caps",
+    sysctl::XEN_SYSCTL_GET_CPU_FEATURESET => "XEN_SYSCTL_get_cpu_featureset",
+    sysctl::XEN_SYSCTL_LIVEPATCH_OP => "XEN_SYSCTL_livepatch_op",
+    sysctl::XEN_SYSCTL_GET_CPU_POLICY => "XEN_SYSCTL_get_cpu_policy",
+    sysctl::XEN_SYSCTL_PHYSCAP_HVM => "XEN_SYSCTL_PHYSCAP_hvm",
+    sysctl::XEN_SYSCTL_PHYSCAP_PV => "XEN_SYSCTL_PHYSCAP_pv",
+    sysctl::XEN_SYSCTL_PHYSCAP_DIRECTIO => "XEN_SYSCTL_PHYSCAP_directio",
+    sysctl::XEN_SYSCTL_PHYSCAP_HAP => "XEN_SYSCTL_PHYSCAP_hap",
+    sysctl::XEN_SYSCTL_PHYSCAP_SHADOW => "XEN_SYSCTL_PHYSCAP_shadow",
+    sysctl::XEN_SYSCTL_PHYSCAP_IOMMU_HAP_PT_SHARE => "XEN_SYSCTL_PHYSCAP_iommu_hap_pt_share",
+    sysctl::XEN_SYSCTL_PHYSCAP_VMTRACE => "XEN_SYSCTL_PHYSCAP_vmtrace",
+    sysctl::XEN_SYSCTL_PHYSCAP_VPMU => "XEN_SYSCTL_PHYSCAP_vpmu",
+    sysctl::XEN_SYSCTL_PHYSCAP_GNTTAB_V1 => "XEN_SYSCTL_PHYSCAP_gnttab_v1",
+    sysctl::XEN_SYSCTL_PHYSCAP_GNTTAB_V2 => "XEN_SYSCTL_PHYSCAP_gnttab_v2",
+    sysctl::XEN_SYSCTL_PHYSCAP_MAX => "XEN_SYSCTL_PHYSCAP_MAX",
 }
 
 fn tables() -> Tables {
@@ -821,6 +1184,7 @@ fn c_program(t: &Tables) -> String {
          #include <stdio.h>\n\
          #include <xen/xen.h>\n\
          #include <xen/callback.h>\n\
+         #include <xen/domctl.h>\n\
          #include <xen/elfnote.h>\n\
          #include <xen/errno.h>\n\
          #include <xen/event_channel.h>\n\
@@ -828,6 +1192,7 @@ fn c_program(t: &Tables) -> String {
          #include <xen/grant_table.h>\n\
          #include <xen/memory.h>\n\
          #include <xen/sched.h>\n\
+         #include <xen/sysctl.h>\n\
          #include <xen/vcpu.h>\n\
          #include <xen/version.h>\n\
          #include <xen/io/console.h>\n\
