@@ -52,6 +52,9 @@ pub enum Workload {
     YieldSpin,
     /// Time `count` `SCHEDOP_yield` calls.
     BenchYield,
+    /// Use the control hypercalls (`domctl`, `sysctl`): `count`
+    /// create/destroy cycles and their errors.
+    Control,
 }
 
 /// One parameter a workload takes.
@@ -76,6 +79,7 @@ const SLEEP: &[Param] = &[
     Param { key: "rounds", default: Some(20), max: 1_000_000 },
 ];
 const BENCH_YIELD: &[Param] = &[Param { key: "count", default: Some(10_000), max: u32::MAX as u64 }];
+const CONTROL: &[Param] = &[Param { key: "count", default: Some(1_000), max: u32::MAX as u64 }];
 
 /// Most parameters a workload takes.
 pub const MAX_PARAMS: usize = 2;
@@ -98,6 +102,7 @@ impl Workload {
         Workload::Block,
         Workload::YieldSpin,
         Workload::BenchYield,
+        Workload::Control,
     ];
 
     /// The workload's command-line name.
@@ -118,6 +123,7 @@ impl Workload {
             Workload::Block => "block",
             Workload::YieldSpin => "yield-spin",
             Workload::BenchYield => "bench-yield",
+            Workload::Control => "control",
         }
     }
 
@@ -128,6 +134,7 @@ impl Workload {
             Workload::Spin => SPIN,
             Workload::Sleep => SLEEP,
             Workload::BenchYield => BENCH_YIELD,
+            Workload::Control => CONTROL,
             _ => &[],
         }
     }
@@ -135,7 +142,7 @@ impl Workload {
 
 /// The workloads' names, for messages.
 pub const KNOWN: &str = "selftest, bench, reboot, crash, fault-no-handler, fault-bad-stack, privileged, hostile, \
-                         ping, pong, spin, sleep, block, yield-spin, bench-yield";
+                         ping, pong, spin, sleep, block, yield-spin, bench-yield, control";
 
 const _: () = assert!(MAX_PARAMS >= PEER_COUNT.len() && MAX_PARAMS >= SLEEP.len());
 

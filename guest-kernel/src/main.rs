@@ -13,6 +13,8 @@ extern crate alloc;
 #[cfg(target_os = "none")]
 mod bench;
 #[cfg(target_os = "none")]
+mod control;
+#[cfg(target_os = "none")]
 mod hostile;
 #[cfg(target_os = "none")]
 mod loads;
@@ -78,6 +80,7 @@ fn main() -> ! {
         Workload::Block => loads::block(),
         Workload::YieldSpin => loads::yield_spin(),
         Workload::BenchYield => bench::yield_switch(inv.get("count")),
+        Workload::Control => control::run(inv.get("count")),
     }
 }
 

@@ -11,6 +11,8 @@ const FALLBACK_TSC_HZ: u64 = 1_000_000_000;
 /// What the clock knows once calibrated.
 #[derive(Clone, Copy, Debug)]
 struct Clock {
+    /// TSC ticks per second.
+    hz: u64,
     scale: Scale,
     boot_tsc: u64,
     /// Unix time (ns) at system time 0.
@@ -45,8 +47,13 @@ pub fn init() {
         ),
         _ => log::warn!("time: TSC {} MHz; the RTC gave no valid date, wall clock starts at 1970", hz / 1_000_000),
     }
-    *CLOCK.lock() = Some(Clock { scale, boot_tsc, boot_unix_ns });
+    *CLOCK.lock() = Some(Clock { hz, scale, boot_tsc, boot_unix_ns });
     crate::arch::apic::init(hz);
+}
+
+/// The TSC's frequency in kHz (0 before calibration).
+pub fn tsc_khz() -> u32 {
+    CLOCK.lock().map_or(0, |c| u32::try_from(c.hz / 1000).unwrap_or(u32::MAX))
 }
 
 /// System time: nanoseconds since boot.

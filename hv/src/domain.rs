@@ -178,12 +178,23 @@ pub struct Domain {
     pub nr_pages: u64,
     /// Most frames the domain may hold.
     pub max_pages: u64,
+    /// The handle (UUID) its creator gave it.
+    pub handle: [u8; 16],
 }
 
 impl Domain {
     /// A new, running domain with one vCPU and no page tables yet.
     pub fn new(id: DomId, privileged: bool) -> Domain {
-        Domain { id, privileged, vcpu: Vcpu::new(0), shutdown_code: None, stopped: None, nr_pages: 0, max_pages: 0 }
+        Domain {
+            id,
+            privileged,
+            vcpu: Vcpu::new(0),
+            shutdown_code: None,
+            stopped: None,
+            nr_pages: 0,
+            max_pages: 0,
+            handle: [0; 16],
+        }
     }
 
     /// Domain teardown, page-type side: drops every reference the domain
@@ -198,4 +209,31 @@ impl Domain {
         pt.put_page(shared_info);
         pt.release_domain(self.id)
     }
+}
+
+/// What the control domain learns about a domain (`getdomaininfo`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DomainInfo {
+    /// Its id.
+    pub id: DomId,
+    /// Frames it holds.
+    pub tot_pages: u64,
+    /// Most frames it may hold.
+    pub max_pages: u64,
+    /// Its shared-info frame.
+    pub shared_info: Mfn,
+    /// CPU time its vCPUs have used (ns).
+    pub cpu_time_ns: u64,
+    /// Its vCPU is up (initialised and not taken down).
+    pub vcpu_online: bool,
+    /// Paused by the controller.
+    pub paused: bool,
+    /// Its vCPU waits for an event.
+    pub blocked: bool,
+    /// Its vCPU is on the CPU.
+    pub running: bool,
+    /// How it stopped, if it did.
+    pub stopped: Option<Stopped>,
+    /// The handle the toolstack gave it.
+    pub handle: [u8; 16],
 }

@@ -37,6 +37,11 @@ pub struct Slot {
 /// Every domain, by id.
 pub static DOMAINS: [SpinLock<Option<Slot>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
 
+/// Ids whose destroyed domain left frames that something else still
+/// referenced: they stay owned under the id, so it is not given out again.
+pub static ZOMBIES: [core::sync::atomic::AtomicBool; MAX_DOMAINS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; MAX_DOMAINS];
+
 /// A domain's event channels and where its event state lives.
 #[derive(Debug)]
 pub struct EventSlot {

@@ -18,16 +18,20 @@ use abi::errno::Errno;
 use abi::sched::{ShutdownReason, VIRQ_DOM_EXC, VIRQ_TIMER};
 use abi::shared_info::VcpuInfo;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use hv::conring::ReadOut;
+use hv::domain::DomainInfo;
 use hv::domain::Stopped;
 use hv::event::Signal;
 use hv::exit::Exit;
 use hv::guest::{Fault, GuestMemory, GuestPtr};
+use hv::hypercall::control::NewDomain;
 use hv::hypercall::{self, Action, Ctx, Platform};
+use hv::hypercall::{ConsoleSink, PhysInfo};
 use hv::mm::frame::{DomId, FrameUse};
 use hv::mm::pagetype::{GuestFrames, PageTypes};
 use hv::mm::Mfn;
 use hv::regs::{Regs, SYSCALL_VECTOR};
-use hv::sched::{VcpuId, NO_DEADLINE};
+use hv::sched::{VcpuId, VcpuState, NO_DEADLINE};
 use hv::trap::{self, Exception};
 
 /// No domain is on the CPU.
@@ -43,6 +47,9 @@ static TIMERS_CHANGED: AtomicBool = AtomicBool::new(false);
 /// When the scheduler's last decision ends (system time; `u64::MAX`: only
 /// an event changes it).
 static DECISION_ENDS: AtomicU64 = AtomicU64::new(u64::MAX);
+/// A control operation (unpausing a domain) may have changed what should
+/// run.
+static RESCHEDULE: AtomicBool = AtomicBool::new(false);
 /// Signals were queued since [`SIGNALS`] was last drained.
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
@@ -226,6 +233,74 @@ impl Platform for Machine {
         TIMERS_CHANGED.store(true, Ordering::Relaxed);
     }
 
+    fn physinfo(&mut self) -> PhysInfo {
+        let (total_pages, free_pages, max_mfn) =
+            FRAMES.lock().as_ref().map_or((0, 0, 0), |t| (t.stats().ram, t.stats().free, t.frames().saturating_sub(1)));
+        PhysInfo { total_pages, free_pages, max_mfn, cpu_khz: crate::clock::tsc_khz() }
+    }
+
+    fn read_console(
+        &mut self,
+        incremental: Option<u32>,
+        max: u32,
+        clear: bool,
+        sink: &mut ConsoleSink<'_>,
+    ) -> Result<ReadOut, Errno> {
+        console::CONRING.lock().read(incremental, max, clear, sink)
+    }
+
+    fn domain_info(&mut self, from: DomId, caller: &hv::domain::Domain) -> Option<DomainInfo> {
+        (from..domains::MAX_DOMAINS as DomId).find_map(|id| {
+            if id == caller.id {
+                Some(info_of(caller, self.shared_info_of(id)))
+            } else {
+                let guard = DOMAINS.get(usize::from(id))?.try_lock()?;
+                guard.as_ref().map(|slot| info_of(&slot.domain, slot.shared_info))
+            }
+        })
+    }
+
+    fn create_domain(&mut self, new: &NewDomain) -> Result<DomId, Errno> {
+        crate::lifecycle::create_empty(new)
+    }
+
+    fn destroy_domain(&mut self, dom: DomId) -> Result<(), Errno> {
+        if !exists(dom) {
+            return Err(Errno::ESRCH);
+        }
+        retire(dom);
+        // The toolstack reports what it destroys; a cycle of creations
+        // must not flood the console.
+        destroy_domain(dom, log::Level::Debug);
+        Ok(())
+    }
+
+    fn pause_domain(&mut self, dom: DomId) -> Result<(), Errno> {
+        if !exists(dom) {
+            return Err(Errno::ESRCH);
+        }
+        SCHED.lock().as_mut().ok_or(Errno::ESRCH)?.pause_domain(dom).map_err(|e| e.errno())?;
+        Ok(())
+    }
+
+    fn unpause_domain(&mut self, dom: DomId) -> Result<(), Errno> {
+        if !exists(dom) {
+            return Err(Errno::ESRCH);
+        }
+        let preempt = SCHED.lock().as_mut().ok_or(Errno::ESRCH)?.unpause_domain(dom).map_err(|e| e.errno())?;
+        if preempt {
+            RESCHEDULE.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn set_max_pages(&mut self, dom: DomId, pages: u64) -> Result<(), Errno> {
+        let mut guard = DOMAINS.get(usize::from(dom)).ok_or(Errno::ESRCH)?.lock();
+        let slot = guard.as_mut().ok_or(Errno::ESRCH)?;
+        slot.domain.max_pages = pages;
+        Ok(())
+    }
+
     fn place_vcpu_info(&mut self, mfn: Mfn, offset: u32, info: &VcpuInfo) {
         let at = Some((mfn, offset));
         if let Some(slot) = EVENTS.lock().get_mut(usize::from(self.dom)).filter(|s| s.live) {
@@ -234,6 +309,40 @@ impl Platform for Machine {
             unsafe { domains::vcpu_info_ptr(slot.shared_info, at).write(*info) };
             slot.vcpu_info_at = at;
         }
+    }
+}
+
+impl Machine {
+    fn shared_info_of(&self, dom: DomId) -> Mfn {
+        EVENTS.lock().get(usize::from(dom)).filter(|e| e.live).map_or(0, |e| e.shared_info)
+    }
+}
+
+/// Whether domain `dom` exists (and is not the running one's slot, which
+/// the caller holds: callers pass other domains only).
+fn exists(dom: DomId) -> bool {
+    DOMAINS.get(usize::from(dom)).and_then(|l| l.try_lock()).is_some_and(|g| g.is_some())
+}
+
+/// What the control domain learns about `d`.
+fn info_of(d: &hv::domain::Domain, shared_info: Mfn) -> DomainInfo {
+    let v = VcpuId::new(d.id, 0);
+    let sched = SCHED.lock();
+    let state = sched.as_ref().and_then(|s| s.state(v).ok());
+    let paused = sched.as_ref().and_then(|s| s.is_paused(d.id).ok()).unwrap_or(false);
+    let cpu_time_ns = sched.as_ref().and_then(|s| s.domain_cpu_time(d.id).ok()).unwrap_or(0);
+    DomainInfo {
+        id: d.id,
+        tot_pages: d.nr_pages,
+        max_pages: d.max_pages,
+        shared_info,
+        cpu_time_ns,
+        vcpu_online: !matches!(state, Some(VcpuState::Offline) | None),
+        paused,
+        blocked: state == Some(VcpuState::Blocked),
+        running: state == Some(VcpuState::Running),
+        stopped: d.stopped,
+        handle: d.handle,
     }
 }
 
@@ -278,7 +387,9 @@ pub fn from_guest(regs: &mut Regs) {
         },
         None => no_guest(regs),
     };
-    let quiet = !TIMERS_CHANGED.load(Ordering::Relaxed) && !SIGNALLED.load(Ordering::Relaxed);
+    let quiet = !TIMERS_CHANGED.load(Ordering::Relaxed)
+        && !SIGNALLED.load(Ordering::Relaxed)
+        && !RESCHEDULE.load(Ordering::Relaxed);
     if next == Next::Resume && quiet && hv::layout::is_canonical(regs.rip) {
         return;
     }
@@ -409,6 +520,7 @@ fn after(regs: &mut Regs, cur: DomId, next: Next) {
         resched |= fire_timers(crate::clock::now());
     }
     resched |= wake_signalled();
+    resched |= RESCHEDULE.swap(false, Ordering::Relaxed);
     if resched || TIMERS_CHANGED.load(Ordering::Relaxed) {
         schedule(regs, resched);
         // The vCPU now on the CPU may be another, or have been woken by an
@@ -662,11 +774,26 @@ fn deliver_upcall(regs: &mut Regs) {
     }
 }
 
-/// Destroys stopped domain `dom` (not running, out of the scheduler, its
-/// ports closed): drops every page reference it holds and frees its
+/// Takes domain `dom` out of service: out of the scheduler, its timers
+/// stopped, its ports closed (peers see them unbound), and dom0 told
+/// through `VIRQ_DOM_EXC`.
+fn retire(dom: DomId) {
+    sched(|s| s.remove_domain(dom));
+    TIMERS.lock()[usize::from(dom)] = domains::Timers::default();
+    {
+        let mut table = EVENTS.lock();
+        hv::event::close_all(&mut AllEvents::new(&mut table, None), dom);
+        if let Some(e) = table.get_mut(usize::from(dom)) {
+            e.live = false;
+        }
+    }
+    raise_virq(0, VIRQ_DOM_EXC);
+}
+
+/// Destroys domain `dom` (not running, [`retire`]d): drops every page reference it holds and frees its
 /// frames, so its memory is free again. Frames something else still
 /// references (none today) stay allocated, with a warning.
-fn destroy_domain(dom: DomId) {
+fn destroy_domain(dom: DomId, level: log::Level) {
     let Some(mut slot) = DOMAINS.get(usize::from(dom)).and_then(|l| l.lock().take()) else { return };
     let still_used = crate::memory::with_page_types(|pt| slot.domain.release_pages(pt, slot.shared_info));
     let mut freed = 0u64;
@@ -681,9 +808,12 @@ fn destroy_domain(dom: DomId) {
     // No stale translation of a freed frame may survive.
     cpu::flush_tlb();
     if still_used > 0 {
+        if let Some(z) = domains::ZOMBIES.get(usize::from(dom)) {
+            z.store(true, Ordering::Relaxed);
+        }
         log::warn!("d{dom}: destroyed; {freed} frames returned, {still_used} still referenced and kept");
     } else {
-        log::info!("d{dom}: destroyed; {freed} frames returned");
+        log::log!(level, "d{dom}: destroyed; {freed} frames returned");
     }
 }
 
@@ -712,16 +842,7 @@ fn stop_domain(dom: DomId, how: Stopped) {
         };
         traps::stop_with(exit)
     }
-    sched(|s| s.remove_domain(dom));
-    TIMERS.lock()[usize::from(dom)] = domains::Timers::default();
-    {
-        let mut table = EVENTS.lock();
-        hv::event::close_all(&mut AllEvents::new(&mut table, None), dom);
-        if let Some(e) = table.get_mut(usize::from(dom)) {
-            e.live = false;
-        }
-    }
-    raise_virq(0, VIRQ_DOM_EXC);
+    retire(dom);
     if CURRENT.load(Ordering::Relaxed) == u32::from(dom) {
         CURRENT.store(NONE, Ordering::Relaxed);
         // Its page tables are about to be freed: run on the hypervisor's.
@@ -730,7 +851,7 @@ fn stop_domain(dom: DomId, how: Stopped) {
     }
     // No toolstack decides yet what happens to a stopped domU (Xen's
     // on_poweroff/on_crash): it is destroyed and its memory returned.
-    destroy_domain(dom);
+    destroy_domain(dom, log::Level::Info);
     let running = DOMAINS.iter().filter(|l| l.lock().as_ref().is_some_and(|s| s.domain.stopped.is_none())).count();
     if running == 0 {
         log::info!("all domains have stopped");

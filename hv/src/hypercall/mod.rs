@@ -9,6 +9,7 @@
 //! and say what happens next with an [`Action`].
 
 mod console;
+pub mod control;
 mod descriptors;
 mod event;
 mod memory;
@@ -88,6 +89,50 @@ pub trait Platform: GuestCpu {
     /// writable-type reference on the frame for the domain), and uses that
     /// copy from now on.
     fn place_vcpu_info(&mut self, mfn: Mfn, offset: u32, info: &VcpuInfo);
+
+    // ---- for the control domain (domctl, sysctl) ----
+
+    /// The machine's memory and CPU, for `physinfo`.
+    fn physinfo(&mut self) -> PhysInfo;
+    /// Reads the console ring ([`crate::conring::ConsoleRing::read`]).
+    fn read_console(
+        &mut self,
+        incremental: Option<u32>,
+        max: u32,
+        clear: bool,
+        sink: &mut ConsoleSink<'_>,
+    ) -> Result<crate::conring::ReadOut, Errno>;
+    /// The first domain whose id is at least `from` (Xen 4.17's
+    /// `getdomaininfo`); `caller` is the calling domain, which the platform
+    /// must describe from this borrow.
+    fn domain_info(&mut self, from: DomId, caller: &Domain) -> Option<crate::domain::DomainInfo>;
+    /// Creates an empty, paused domain; returns its id (`-EEXIST` if the
+    /// id asked for is taken, `-ENOMEM` without a free id or frame).
+    fn create_domain(&mut self, new: &control::NewDomain) -> Result<DomId, Errno>;
+    /// Destroys domain `dom` (not the caller), returning its memory.
+    fn destroy_domain(&mut self, dom: DomId) -> Result<(), Errno>;
+    /// Adds a controller pause to `dom` (not the caller).
+    fn pause_domain(&mut self, dom: DomId) -> Result<(), Errno>;
+    /// Removes one controller pause from `dom` (`-EINVAL` if none).
+    fn unpause_domain(&mut self, dom: DomId) -> Result<(), Errno>;
+    /// Sets the most frames `dom` (not the caller) may hold.
+    fn set_max_pages(&mut self, dom: DomId, pages: u64) -> Result<(), Errno>;
+}
+
+/// Where [`Platform::read_console`] puts what it reads: `(offset, bytes)`.
+pub type ConsoleSink<'a> = dyn FnMut(u32, &[u8]) -> Result<(), Errno> + 'a;
+
+/// The machine, as `physinfo` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhysInfo {
+    /// Frames of RAM.
+    pub total_pages: u64,
+    /// Frames free.
+    pub free_pages: u64,
+    /// The highest machine frame.
+    pub max_mfn: u64,
+    /// The CPU's (TSC) frequency in kHz.
+    pub cpu_khz: u32,
 }
 
 /// Everything a handler works on.
@@ -196,6 +241,9 @@ pub static TABLE: [Option<Entry>; TABLE_SIZE] = {
     t[nr::SET_SEGMENT_BASE as usize] = entry("set_segment_base", traps::set_segment_base, false);
     t[nr::SCHED_OP as usize] = entry("sched_op", sched::sched_op, false);
     t[nr::CALLBACK_OP as usize] = entry("callback_op", traps::callback_op, false);
+    // Privilege is checked inside, after the interface version, as in Xen.
+    t[nr::SYSCTL as usize] = entry("sysctl", control::sysctl, false);
+    t[nr::DOMCTL as usize] = entry("domctl", control::domctl, false);
     t[nr::EVENT_CHANNEL_OP as usize] = entry("event_channel_op", event::event_channel_op, false);
     t
 };
@@ -367,6 +415,12 @@ pub(crate) mod testing {
         /// Domains with event channels: the caller, and the others of 0, 1
         /// and 2 (0 privileged).
         pub domains: Vec<FakeDomain>,
+        /// The other domains, as the control operations see them.
+        pub infos: Vec<crate::domain::DomainInfo>,
+        /// The console ring.
+        pub conring: crate::conring::ConsoleRing<64>,
+        /// What `physinfo` answers.
+        pub phys: PhysInfo,
     }
 
     /// The data selectors the fake CPU holds (distinct, to check their
@@ -411,7 +465,18 @@ pub(crate) mod testing {
                 signals: Vec::new(),
                 placed: Vec::new(),
                 domains,
+                infos: [1, 2, 7]
+                    .into_iter()
+                    .filter(|&id| id != dom)
+                    .map(|id| crate::domain::DomainInfo { id, tot_pages: 16, max_pages: 32, ..Default::default() })
+                    .collect(),
+                conring: crate::conring::ConsoleRing::new(),
+                phys: PhysInfo { total_pages: FRAMES, free_pages: 32, max_mfn: FRAMES - 1, cpu_khz: 2_000_000 },
             }
+        }
+
+        fn info_mut(&mut self, dom: DomId) -> Result<&mut crate::domain::DomainInfo, Errno> {
+            self.infos.iter_mut().find(|i| i.id == dom).ok_or(Errno::ESRCH)
         }
 
         /// Domain `dom`'s fake event state.
@@ -512,6 +577,60 @@ pub(crate) mod testing {
         }
         fn place_vcpu_info(&mut self, mfn: Mfn, offset: u32, info: &VcpuInfo) {
             self.placed.push((mfn, offset, *info));
+        }
+        fn physinfo(&mut self) -> PhysInfo {
+            self.phys
+        }
+        fn read_console(
+            &mut self,
+            incremental: Option<u32>,
+            max: u32,
+            clear: bool,
+            sink: &mut ConsoleSink<'_>,
+        ) -> Result<crate::conring::ReadOut, Errno> {
+            self.conring.read(incremental, max, clear, sink)
+        }
+        fn domain_info(&mut self, from: DomId, caller: &Domain) -> Option<crate::domain::DomainInfo> {
+            let me = crate::domain::DomainInfo {
+                id: caller.id,
+                tot_pages: caller.nr_pages,
+                max_pages: caller.max_pages,
+                running: true,
+                vcpu_online: true,
+                ..Default::default()
+            };
+            self.infos.iter().copied().chain([me]).filter(|i| i.id >= from).min_by_key(|i| i.id)
+        }
+        fn create_domain(&mut self, new: &control::NewDomain) -> Result<DomId, Errno> {
+            let taken = |id: DomId, r: &Recorder| id == r.dom || r.infos.iter().any(|i| i.id == id);
+            let id = match new.id {
+                Some(id) if taken(id, self) => return Err(Errno::EEXIST),
+                Some(id) => id,
+                None => (1..100).find(|&id| !taken(id, self)).ok_or(Errno::ENOMEM)?,
+            };
+            self.infos.push(crate::domain::DomainInfo { id, paused: true, handle: new.handle, ..Default::default() });
+            Ok(id)
+        }
+        fn destroy_domain(&mut self, dom: DomId) -> Result<(), Errno> {
+            self.info_mut(dom)?;
+            self.infos.retain(|i| i.id != dom);
+            Ok(())
+        }
+        fn pause_domain(&mut self, dom: DomId) -> Result<(), Errno> {
+            self.info_mut(dom)?.paused = true;
+            Ok(())
+        }
+        fn unpause_domain(&mut self, dom: DomId) -> Result<(), Errno> {
+            let i = self.info_mut(dom)?;
+            if !i.paused {
+                return Err(Errno::EINVAL);
+            }
+            i.paused = false;
+            Ok(())
+        }
+        fn set_max_pages(&mut self, dom: DomId, pages: u64) -> Result<(), Errno> {
+            self.info_mut(dom)?.max_pages = pages;
+            Ok(())
         }
     }
 

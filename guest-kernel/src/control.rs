@@ -1,0 +1,182 @@
+//! `control count=<N>`: the control hypercalls, as a toolstack uses them.
+//!
+//! Prints one `CTL <name> ok` or `CTL <name> FAIL <why>` line per check and
+//! `CTL pass=N fail=M`, then powers off (crashes if anything failed):
+//!
+//! - `physinfo`: the machine's memory, which must add up;
+//! - `readconsole`: the hypervisor's console ring holds its banner;
+//! - `errors`: a wrong interface version is `EACCES`, pausing or
+//!   destroying itself `EINVAL`, an unknown domain `ESRCH`, HVM `EINVAL`;
+//! - `lifecycle`: a created domain is reported paused with its handle,
+//!   pauses nest and unpause undoes them, destroy makes it disappear;
+//! - `cycles`: `count` create/destroy cycles, after which the free memory
+//!   is exactly what it was (every frame came back) and ids were reused.
+//!
+//! In an unprivileged domain every call is refused: the workload checks
+//! that it gets `EPERM` for both hypercalls (`CTL refused ok`).
+
+use abi::domctl::*;
+use abi::errno::Errno;
+use abi::sched::ShutdownReason;
+use abi::sysctl::*;
+use guest_kernel::hypercall::hv;
+use guest_kernel::msg;
+use guest_kernel::println;
+use guest_kernel::runtime::{shutdown, start_info};
+use guest_kernel::text::{Escaped, Msg};
+
+fn domctl(op: &mut XenDomctl) -> Result<u64, Errno> {
+    // SAFETY: none of the operations used here carries a guest handle, and
+    // none acts on this domain except the ones checked to be refused.
+    unsafe { hv().domctl(op) }
+}
+
+fn physinfo() -> Result<XenSysctlPhysinfo, Errno> {
+    let mut op = XenSysctl::physinfo();
+    // SAFETY: physinfo carries no guest handle.
+    unsafe { hv().sysctl(&mut op) }?;
+    Ok(op.u_physinfo())
+}
+
+fn create(handle: u8) -> Result<u16, Errno> {
+    let cfg = XenDomctlCreatedomain { max_vcpus: 1, max_evtchn_port: 1023, handle: [handle; 16], ..Default::default() };
+    let mut op = XenDomctl::createdomain(0, &cfg);
+    domctl(&mut op)?;
+    Ok(op.domain)
+}
+
+fn info(dom: u16) -> Result<(u16, XenDomctlGetdomaininfo), Errno> {
+    let mut op = XenDomctl::getdomaininfo(dom);
+    domctl(&mut op)?;
+    Ok((op.domain, op.u_getdomaininfo()))
+}
+
+fn expect(what: &str, got: Result<u64, Errno>, want: Errno) -> Result<(), Msg> {
+    match got {
+        Err(e) if e == want => Ok(()),
+        other => Err(msg!("{what}: {other:?}, want {want:?}")),
+    }
+}
+
+type Check = fn(u64) -> Result<(), Msg>;
+
+fn check_physinfo(_: u64) -> Result<(), Msg> {
+    let p = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?;
+    if p.total_pages == 0 || p.free_pages > p.total_pages || p.nr_cpus != 1 {
+        return Err(msg!("total {} free {} cpus {}", p.total_pages, p.free_pages, p.nr_cpus));
+    }
+    println!("INFO physinfo total_pages={} free_pages={} cpu_khz={}", p.total_pages, p.free_pages, p.cpu_khz);
+    Ok(())
+}
+
+fn check_readconsole(_: u64) -> Result<(), Msg> {
+    let mut buf = [0u8; 4096];
+    let rc = XenSysctlReadconsole { count: buf.len() as u32, buffer: buf.as_mut_ptr() as u64, ..Default::default() };
+    let mut op = XenSysctl::readconsole(&rc);
+    // SAFETY: `buffer` is `buf`, writable for `count` bytes.
+    unsafe { hv().sysctl(&mut op) }.map_err(|e| msg!("readconsole: {e:?}"))?;
+    let n = op.u_readconsole().count as usize;
+    let text = &buf[..n.min(buf.len())];
+    if !text.windows(7).any(|w| w == b"(HV) hv") {
+        return Err(msg!("no banner in {} bytes: {}", n, Escaped(&text[..n.min(80)])));
+    }
+    Ok(())
+}
+
+fn check_errors(_: u64) -> Result<(), Msg> {
+    let mut op = XenDomctl::getdomaininfo(0);
+    op.interface_version = XEN_DOMCTL_INTERFACE_VERSION - 1;
+    expect("old domctl version", domctl(&mut op), Errno::EACCES)?;
+    let mut op = XenSysctl::physinfo();
+    op.interface_version = XEN_SYSCTL_INTERFACE_VERSION + 1;
+    // SAFETY: physinfo carries no guest handle.
+    expect("new sysctl version", unsafe { hv().sysctl(&mut op) }, Errno::EACCES)?;
+    expect("pause itself", domctl(&mut XenDomctl::pausedomain(0)), Errno::EINVAL)?;
+    expect("destroy itself", domctl(&mut XenDomctl::destroydomain(0)), Errno::EINVAL)?;
+    expect("destroy nobody", domctl(&mut XenDomctl::destroydomain(0x7000)), Errno::ESRCH)?;
+    expect("info beyond every domain", info(0x7000).map(|_| 0), Errno::ESRCH)?;
+    let hvm = XenDomctlCreatedomain { flags: XEN_DOMCTL_CDF_HVM, max_vcpus: 1, ..Default::default() };
+    expect("create HVM", domctl(&mut XenDomctl::createdomain(0, &hvm)), Errno::EINVAL)?;
+    expect("unknown command", domctl(&mut XenDomctl::new(XEN_DOMCTL_SHADOW_OP, 0)), Errno::ENOSYS)?;
+    Ok(())
+}
+
+fn check_lifecycle(_: u64) -> Result<(), Msg> {
+    let fail = |what: &str, e: Errno| msg!("{what}: {e:?}");
+    let d = create(0xab).map_err(|e| fail("create", e))?;
+    let (id, i) = info(d).map_err(|e| fail("getdomaininfo", e))?;
+    if id != d || i.flags & XEN_DOMINF_PAUSED == 0 || i.handle != [0xab; 16] {
+        return Err(msg!("d{d}: reported as d{id} flags {:#x} handle {:?}", i.flags, i.handle));
+    }
+    domctl(&mut XenDomctl::max_mem(d, 16 * 1024)).map_err(|e| fail("max_mem", e))?;
+    let (_, i) = info(d).map_err(|e| fail("getdomaininfo", e))?;
+    if i.max_pages != 4096 {
+        return Err(msg!("max_mem 16 MiB gave max_pages {}", i.max_pages));
+    }
+    domctl(&mut XenDomctl::pausedomain(d)).map_err(|e| fail("pause", e))?;
+    domctl(&mut XenDomctl::unpausedomain(d)).map_err(|e| fail("unpause once", e))?;
+    domctl(&mut XenDomctl::unpausedomain(d)).map_err(|e| fail("unpause the creation pause", e))?;
+    expect("unpause an unpaused domain", domctl(&mut XenDomctl::unpausedomain(d)), Errno::EINVAL)?;
+    let (_, i) = info(d).map_err(|e| fail("getdomaininfo", e))?;
+    if i.flags & XEN_DOMINF_PAUSED != 0 {
+        return Err(msg!("still paused: flags {:#x}", i.flags));
+    }
+    domctl(&mut XenDomctl::destroydomain(d)).map_err(|e| fail("destroy", e))?;
+    match info(d) {
+        Ok((id, _)) if id == d => Err(msg!("d{d} still reported after destroy")),
+        _ => Ok(()),
+    }
+}
+
+fn check_cycles(count: u64) -> Result<(), Msg> {
+    let before = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
+    let mut ids = [false; 64];
+    for n in 0..count {
+        let d = create(n as u8).map_err(|e| msg!("cycle {n}: create: {e:?}"))?;
+        ids[usize::from(d) % 64] = true;
+        domctl(&mut XenDomctl::destroydomain(d)).map_err(|e| msg!("cycle {n}: destroy d{d}: {e:?}"))?;
+    }
+    let after = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
+    let distinct = ids.iter().filter(|&&b| b).count();
+    println!("INFO cycles count={count} free_before={before} free_after={after} distinct_ids={distinct}");
+    if after != before {
+        return Err(msg!("{} frames not returned", before.abs_diff(after)));
+    }
+    Ok(())
+}
+
+/// Runs the checks and powers off (crashes if one failed).
+pub fn run(count: u64) -> ! {
+    if start_info().flags & abi::start_info::SIF_PRIVILEGED == 0 {
+        let d = domctl(&mut XenDomctl::getdomaininfo(0));
+        // SAFETY: physinfo carries no guest handle.
+        let s = unsafe { hv().sysctl(&mut XenSysctl::physinfo()) };
+        match (d, s) {
+            (Err(Errno::EPERM), Err(Errno::EPERM)) => println!("CTL refused ok"),
+            other => println!("CTL refused FAIL {other:?}"),
+        }
+        shutdown(ShutdownReason::Poweroff)
+    }
+    let checks: [(&str, Check); 5] = [
+        ("physinfo", check_physinfo),
+        ("readconsole", check_readconsole),
+        ("errors", check_errors),
+        ("lifecycle", check_lifecycle),
+        ("cycles", check_cycles),
+    ];
+    let (mut pass, mut fail) = (0, 0);
+    for (name, check) in checks {
+        match check(count) {
+            Ok(()) => {
+                pass += 1;
+                println!("CTL {name} ok");
+            }
+            Err(why) => {
+                fail += 1;
+                println!("CTL {name} FAIL {why}");
+            }
+        }
+    }
+    println!("CTL pass={pass} fail={fail}");
+    shutdown(if fail == 0 { ShutdownReason::Poweroff } else { ShutdownReason::Crash })
+}

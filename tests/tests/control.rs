@@ -1,0 +1,39 @@
+//! SPEC §3.12: the control hypercalls (`domctl`, `sysctl`) from dom0, and
+//! their refusal to domUs. The guest kernel's `control` workload makes the
+//! calls and reports `CTL` lines.
+
+use hv::exit::Exit;
+use hvtest::{image, Outcome, Qemu};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+
+fn boot(modules: &[&str]) -> Outcome {
+    let guest = image("guest-kernel.elf").unwrap_or_else(|e| panic!("{e}"));
+    let q = Qemu::hypervisor().unwrap_or_else(|e| panic!("{e}"));
+    let q = modules.iter().fold(q, |q, m| q.module(&guest, m));
+    q.run(TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// physinfo, readconsole, the errnos, a domain's life from creation to
+/// destruction, and 1,000 create/destroy cycles after which free memory
+/// is exactly what it was.
+#[test]
+fn dom0_creates_and_destroys_domains_and_gets_every_frame_back() {
+    let o = boot(&["control count=1000"]);
+    for check in ["physinfo", "readconsole", "errors", "lifecycle", "cycles"] {
+        assert!(o.serial.lines().any(|l| l == format!("CTL {check} ok")), "CTL {check} not ok\n{}", o.report());
+    }
+    assert!(o.serial.lines().any(|l| l == "CTL pass=5 fail=0"), "{}", o.report());
+    let cycles = o.serial.lines().find(|l| l.starts_with("INFO cycles ")).unwrap_or_else(|| panic!("{}", o.report()));
+    assert!(cycles.starts_with("INFO cycles count=1000 "), "{cycles}");
+    assert_eq!(o.exit(), Some(Exit::PowerOff), "{}", o.report());
+}
+
+/// A domU calling domctl or sysctl gets -EPERM, and nothing else happens.
+#[test]
+fn a_domu_calling_domctl_gets_eperm() {
+    let o = boot(&["--domu mem=8M -- control"]);
+    assert!(o.dom_lines(1).any(|l| l == "CTL refused ok"), "{}", o.report());
+    assert_eq!(o.exit(), Some(Exit::PowerOff), "{}", o.report());
+}
