@@ -1,16 +1,20 @@
-//! The control domain's toolstack library: what dom0 uses to describe and manage guest domains.
+//! The control domain's toolstack library: what dom0 uses to describe, build and manage guest domains.
 //!
 //! This crate runs inside the dom0 guest kernel (it needs only `core` and
 //! `alloc`) and is tested on the host with `std`. It is meant to grow into
-//! the whole toolstack: a domain builder, a domctl client, and the commands a
-//! CLI runs. Today it holds one piece:
+//! the whole toolstack (a domctl client, the commands a CLI runs). Today it
+//! holds:
 //!
 //! - [`config`]: a domain's configuration, parsed from a subset of Xen's
 //!   `xl.cfg` syntax, validated against the limits of the PV ABI, overridden
 //!   from a command line and rendered back to text.
+//! - [`builder`]: the PV domain builder, libxenguest's `xc_dom_*` steps from
+//!   an ELF kernel and a configuration to a paused domain, over a
+//!   [`builder::ControlOps`] trait that stands for the hypercalls.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod builder;
 pub mod config;
