@@ -37,7 +37,7 @@ use crate::hypercall as nr;
 use crate::hypercall_page::{HYPERCALL_PAGE_ENTRIES, HYPERCALL_PAGE_ENTRY_SIZE};
 use crate::mm::{
     MmuUpdate, MmuextOp, XenMemoryReservation, DOMID_SELF, XENMEM_CURRENT_RESERVATION, XENMEM_DECREASE_RESERVATION,
-    XENMEM_INCREASE_RESERVATION, XENMEM_MAXIMUM_RESERVATION,
+    XENMEM_INCREASE_RESERVATION, XENMEM_MAXIMUM_RESERVATION, XENMEM_POPULATE_PHYSMAP,
 };
 use crate::sched::ShutdownReason;
 use crate::sched::{
@@ -734,6 +734,27 @@ impl<H: Hypercall> Hypercalls<H> {
             Ok(_) => Ok(done),
             Err(errno) => Err(BatchError { errno, done }),
         }
+    }
+
+    /// `memory_op(XENMEM_populate_physmap)` for domain `domid` (the caller,
+    /// `DOMID_SELF`, or, for the control domain, a domain it is building):
+    /// gives the domain a frame for each guest frame number in `extents`,
+    /// replaced by the machine frame. Single frames (order 0). Returns how
+    /// many were done: fewer when the domain's maximum or the machine's
+    /// memory runs out. Another domain without privilege is `EPERM`; one
+    /// that does not exist `ESRCH`.
+    pub fn populate_physmap(&self, domid: u16, extents: &mut [u64]) -> Result<u64, Errno> {
+        let mut r = XenMemoryReservation {
+            extent_start: ptr_mut(extents),
+            nr_extents: extents.len() as u64,
+            extent_order: 0,
+            mem_flags: 0,
+            domid,
+            _pad0: [0; 3],
+        };
+        // Reads `xen_memory_reservation` (32 bytes), reads and rewrites at
+        // most `extents.len()` u64s of `extents`.
+        self.call_plain(nr::MEMORY_OP, [u64::from(XENMEM_POPULATE_PHYSMAP), ptr_mut(&mut r), 0, 0, 0])
     }
 
     /// `memory_op(XENMEM_increase_reservation)` for this domain: asks for

@@ -9,8 +9,10 @@
 //!   destroying itself `EINVAL`, an unknown domain `ESRCH`, HVM `EINVAL`;
 //! - `lifecycle`: a created domain is reported paused with its handle,
 //!   pauses nest and unpause undoes them, destroy makes it disappear;
-//! - `cycles`: `count` create/destroy cycles, after which the free memory
-//!   is exactly what it was (every frame came back) and ids were reused.
+//! - `cycles`: `count` cycles of create, `max_mem` and `populate_physmap`
+//!   of 16 pages (one more is refused), destroy; afterwards the free
+//!   memory is exactly what it was (every frame came back) and ids were
+//!   reused.
 //!
 //! In an unprivileged domain every call is refused: the workload checks
 //! that it gets `EPERM` for both hypercalls (`CTL refused ok`).
@@ -128,12 +130,33 @@ fn check_lifecycle(_: u64) -> Result<(), Msg> {
     }
 }
 
+/// Pages each cycle's domain gets.
+const CYCLE_PAGES: u64 = 16;
+
+/// Gives domain `d` [`CYCLE_PAGES`] pages, as a builder would, and checks
+/// it holds them.
+fn give_memory(d: u16) -> Result<(), Msg> {
+    domctl(&mut XenDomctl::max_mem(d, CYCLE_PAGES * 4)).map_err(|e| msg!("max_mem: {e:?}"))?;
+    let mut extents = [0u64; CYCLE_PAGES as usize];
+    for (pfn, e) in extents.iter_mut().enumerate() {
+        *e = pfn as u64;
+    }
+    let done = hv().populate_physmap(d, &mut extents).map_err(|e| msg!("populate_physmap: {e:?}"))?;
+    let more = hv().populate_physmap(d, &mut [CYCLE_PAGES]).map_err(|e| msg!("populate_physmap: {e:?}"))?;
+    let (_, i) = info(d).map_err(|e| msg!("getdomaininfo: {e:?}"))?;
+    if done != CYCLE_PAGES || more != 0 || i.tot_pages != CYCLE_PAGES {
+        return Err(msg!("populated {done}, then {more} beyond max_mem; holds {}", i.tot_pages));
+    }
+    Ok(())
+}
+
 fn check_cycles(count: u64) -> Result<(), Msg> {
     let before = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
     let mut ids = [false; 64];
     for n in 0..count {
         let d = create(n as u8).map_err(|e| msg!("cycle {n}: create: {e:?}"))?;
         ids[usize::from(d) % 64] = true;
+        give_memory(d).map_err(|e| msg!("cycle {n}: d{d}: {e}"))?;
         domctl(&mut XenDomctl::destroydomain(d)).map_err(|e| msg!("cycle {n}: destroy d{d}: {e:?}"))?;
     }
     let after = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;

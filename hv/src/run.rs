@@ -301,6 +301,19 @@ impl Platform for Machine {
         Ok(())
     }
 
+    fn domain_pages(&mut self, dom: DomId) -> Result<(u64, u64), Errno> {
+        let guard = DOMAINS.get(usize::from(dom)).and_then(|l| l.try_lock()).ok_or(Errno::ESRCH)?;
+        let slot = guard.as_ref().ok_or(Errno::ESRCH)?;
+        Ok((slot.domain.nr_pages, slot.domain.max_pages))
+    }
+
+    fn set_domain_pages(&mut self, dom: DomId, nr_pages: u64) -> Result<(), Errno> {
+        let mut guard = DOMAINS.get(usize::from(dom)).and_then(|l| l.try_lock()).ok_or(Errno::ESRCH)?;
+        let slot = guard.as_mut().ok_or(Errno::ESRCH)?;
+        slot.domain.nr_pages = nr_pages;
+        Ok(())
+    }
+
     fn place_vcpu_info(&mut self, mfn: Mfn, offset: u32, info: &VcpuInfo) {
         let at = Some((mfn, offset));
         if let Some(slot) = EVENTS.lock().get_mut(usize::from(self.dom)).filter(|s| s.live) {

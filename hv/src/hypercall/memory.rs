@@ -4,6 +4,7 @@
 use super::{Action, Ctx};
 use crate::guest::{self, GuestPtr};
 use crate::layout::PAGE_SIZE;
+use crate::mm::frame::DomId;
 use abi::errno::Errno;
 use abi::mm::*;
 
@@ -22,8 +23,8 @@ pub(super) fn memory_op(ctx: &mut Ctx<'_>, [cmd, arg, ..]: [u64; 5]) -> Action {
     let arg = GuestPtr(arg);
     Action::Return(match cmd {
         c if c == u64::from(XENMEM_MAXIMUM_RAM_PAGE) => Ok(ctx.platform.max_mfn()),
-        c if c == u64::from(XENMEM_CURRENT_RESERVATION) => reservation(ctx, arg, |d| d.nr_pages),
-        c if c == u64::from(XENMEM_MAXIMUM_RESERVATION) => reservation(ctx, arg, |d| d.max_pages),
+        c if c == u64::from(XENMEM_CURRENT_RESERVATION) => reservation(ctx, arg, |(nr, _)| nr),
+        c if c == u64::from(XENMEM_MAXIMUM_RESERVATION) => reservation(ctx, arg, |(_, max)| max),
         c if c == u64::from(XENMEM_MACHPHYS_MFN_LIST) => machphys_mfn_list(ctx, arg),
         c if c == u64::from(XENMEM_MEMORY_MAP) => memory_map(ctx, arg),
         c if c == u64::from(XENMEM_INCREASE_RESERVATION) => reserve(ctx, arg, Change::Increase),
@@ -52,11 +53,13 @@ enum Change {
 fn reserve(ctx: &mut Ctx<'_>, arg: GuestPtr, change: Change) -> Result<u64, Errno> {
     // As in Xen, an unreadable argument is simply no extents done.
     let Ok(r) = guest::read_obj::<XenMemoryReservation, _>(ctx.mem, arg) else { return Ok(0) };
-    ctx.own_domain(r.domid.into())?;
+    let dom = target(ctx, r.domid)?;
+    let own = dom == ctx.domain.id;
+    let (mut nr_pages, max_pages) =
+        if own { (ctx.domain.nr_pages, ctx.domain.max_pages) } else { ctx.platform.domain_pages(dom)? };
     if r.extent_order != 0 {
         return Err(Errno::EINVAL);
     }
-    let dom = ctx.domain.id;
     let list = GuestPtr(r.extent_start);
     let mut done = 0;
     while done < r.nr_extents {
@@ -74,7 +77,7 @@ fn reserve(ctx: &mut Ctx<'_>, arg: GuestPtr, change: Change) -> Result<u64, Errn
                     },
                     _ => None,
                 };
-                if ctx.domain.nr_pages >= ctx.domain.max_pages {
+                if nr_pages >= max_pages {
                     break;
                 }
                 let Some(mfn) = ctx.platform.alloc_domain_frame(dom) else { break };
@@ -93,23 +96,39 @@ fn reserve(ctx: &mut Ctx<'_>, arg: GuestPtr, change: Change) -> Result<u64, Errn
             break;
         }
         match change {
-            Change::Decrease => ctx.domain.nr_pages = ctx.domain.nr_pages.saturating_sub(1),
-            _ => ctx.domain.nr_pages += 1,
+            Change::Decrease => nr_pages = nr_pages.saturating_sub(1),
+            _ => nr_pages += 1,
         }
         done += 1;
     }
+    if own {
+        ctx.domain.nr_pages = nr_pages;
+    } else {
+        ctx.platform.set_domain_pages(dom, nr_pages)?;
+    }
     Ok(done)
+}
+
+/// The domain a reservation names, with Xen's errors: a domain that does
+/// not exist is `-ESRCH`, another domain without privilege `-EPERM`.
+fn target(ctx: &mut Ctx<'_>, domid: u16) -> Result<DomId, Errno> {
+    match ctx.reservation_target(domid.into()) {
+        Err(Errno::EPERM) if ctx.platform.domain_pages(domid).is_err() => Err(Errno::ESRCH),
+        other => other,
+    }
 }
 
 /// `current_reservation` / `maximum_reservation`: the argument names a
 /// domain; only the caller itself for now (other domains arrive with the
 /// toolstack).
-fn reservation(ctx: &mut Ctx<'_>, arg: GuestPtr, value: fn(&crate::domain::Domain) -> u64) -> Result<u64, Errno> {
+fn reservation(ctx: &mut Ctx<'_>, arg: GuestPtr, value: fn((u64, u64)) -> u64) -> Result<u64, Errno> {
     let domid: u16 = guest::read_obj(ctx.mem, arg).map_err(|_| Errno::EFAULT)?;
-    if domid != DOMID_SELF && domid != ctx.domain.id {
-        return Err(Errno::ESRCH);
+    let dom = target(ctx, domid)?;
+    if dom == ctx.domain.id {
+        Ok(value((ctx.domain.nr_pages, ctx.domain.max_pages)))
+    } else {
+        ctx.platform.domain_pages(dom).map(value)
     }
-    Ok(value(ctx.domain))
 }
 
 /// `machphys_mfn_list`: the machine frames that hold the M2P, one per
@@ -158,6 +177,7 @@ pub(super) fn vm_assist(_ctx: &mut Ctx<'_>, [cmd, _ty, ..]: [u64; 5]) -> Action 
 mod tests {
     use super::super::testing::{World, MEM_BASE};
     use super::*;
+    use crate::hypercall::Platform;
     use abi::hypercall::{MEMORY_OP, VM_ASSIST};
 
     fn op(w: &mut World, cmd: u32, arg: u64) -> i64 {
@@ -280,6 +300,44 @@ mod tests {
         assert_eq!(op(&mut w, XENMEM_INCREASE_RESERVATION, MEM_BASE), Errno::EINVAL.as_ret(), "order 0 only");
         r = XenMemoryReservation { domid: 9, ..reservation(MEM_BASE + 0x100, 1) };
         guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &r).unwrap();
-        assert_eq!(op(&mut w, XENMEM_INCREASE_RESERVATION, MEM_BASE), Errno::EPERM.as_ret());
+        assert_eq!(op(&mut w, XENMEM_INCREASE_RESERVATION, MEM_BASE), Errno::ESRCH.as_ret(), "no domain 9");
+        r.domid = 2;
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &r).unwrap();
+        assert_eq!(op(&mut w, XENMEM_INCREASE_RESERVATION, MEM_BASE), Errno::EPERM.as_ret(), "domain 2, not ours");
+    }
+
+    /// The toolstack gives a domain it built its memory.
+    #[test]
+    fn a_privileged_caller_populates_another_domain() {
+        let mut w = World::new(true);
+        w.platform
+            .create_domain(&crate::hypercall::control::NewDomain {
+                id: Some(3),
+                max_evtchn_port: 1023,
+                handle: [0; 16],
+            })
+            .unwrap();
+        w.platform.set_max_pages(3, 2).unwrap();
+        let gpfns = [10u64, 11, 12];
+        for (i, g) in gpfns.iter().enumerate() {
+            guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE + 0x100 + 8 * i as u64), g).unwrap();
+        }
+        let r = XenMemoryReservation { domid: 3, ..reservation(MEM_BASE + 0x100, 3) };
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &r).unwrap();
+        assert_eq!(op(&mut w, XENMEM_POPULATE_PHYSMAP, MEM_BASE), 2, "up to its maximum");
+        assert_eq!(w.platform.domain_pages(3), Ok((2, 2)));
+        let mfn: u64 = guest::read_obj(&mut w.mem, GuestPtr(MEM_BASE + 0x100)).unwrap();
+        assert_eq!(w.platform.frames.usage(mfn), crate::mm::frame::FrameUse::Domain(3), "the frame is domain 3's");
+        assert_eq!(w.platform.m2p.get(&mfn), Some(&10));
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &3u16).unwrap();
+        assert_eq!(op(&mut w, XENMEM_CURRENT_RESERVATION, MEM_BASE), 2);
+        let r = XenMemoryReservation { domid: 3, ..reservation(MEM_BASE + 0x100, 1) };
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &r).unwrap();
+        assert_eq!(op(&mut w, XENMEM_DECREASE_RESERVATION, MEM_BASE), 1, "and takes one back");
+        assert_eq!(w.platform.domain_pages(3), Ok((1, 2)));
+        assert_eq!(w.platform.frames.usage(mfn), crate::mm::frame::FrameUse::Free);
+        let r = XenMemoryReservation { domid: 40, ..reservation(MEM_BASE + 0x100, 1) };
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &r).unwrap();
+        assert_eq!(op(&mut w, XENMEM_POPULATE_PHYSMAP, MEM_BASE), Errno::ESRCH.as_ret());
     }
 }

@@ -117,6 +117,11 @@ pub trait Platform: GuestCpu {
     fn unpause_domain(&mut self, dom: DomId) -> Result<(), Errno>;
     /// Sets the most frames `dom` (not the caller) may hold.
     fn set_max_pages(&mut self, dom: DomId, pages: u64) -> Result<(), Errno>;
+    /// Frames `dom` (not the caller) holds and may hold (`-ESRCH` if there
+    /// is no such domain).
+    fn domain_pages(&mut self, dom: DomId) -> Result<(u64, u64), Errno>;
+    /// Records that `dom` (not the caller) now holds `nr_pages` frames.
+    fn set_domain_pages(&mut self, dom: DomId, nr_pages: u64) -> Result<(), Errno>;
 }
 
 /// Where [`Platform::read_console`] puts what it reads: `(offset, bytes)`.
@@ -150,6 +155,19 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// The domain a `memory_op` reservation acts on: the caller itself
+    /// (its id or `DOMID_SELF`), or, for a privileged caller, any other
+    /// (whose existence the platform checks: `-ESRCH`); others `-EPERM`.
+    pub fn reservation_target(&self, domid: u64) -> Result<DomId, Errno> {
+        if domid == u64::from(abi::mm::DOMID_SELF) || domid == u64::from(self.domain.id) {
+            Ok(self.domain.id)
+        } else if !self.domain.privileged {
+            Err(Errno::EPERM)
+        } else {
+            DomId::try_from(domid).map_err(|_| Errno::ESRCH)
+        }
+    }
+
     /// Checks a domain argument (`foreigndom`, a reservation's `domid`)
     /// names the caller itself. Acting on another domain needs the
     /// toolstack: a privileged caller gets `-ESRCH` (no such domain yet),
@@ -630,6 +648,14 @@ pub(crate) mod testing {
         }
         fn set_max_pages(&mut self, dom: DomId, pages: u64) -> Result<(), Errno> {
             self.info_mut(dom)?.max_pages = pages;
+            Ok(())
+        }
+        fn domain_pages(&mut self, dom: DomId) -> Result<(u64, u64), Errno> {
+            let i = self.info_mut(dom)?;
+            Ok((i.tot_pages, i.max_pages))
+        }
+        fn set_domain_pages(&mut self, dom: DomId, nr_pages: u64) -> Result<(), Errno> {
+            self.info_mut(dom)?.tot_pages = nr_pages;
             Ok(())
         }
     }
