@@ -45,12 +45,20 @@ fn l1_for(pt: &mut PageTypes<'_, '_, dyn GuestFrames>, l4: Mfn, va: u64) -> Resu
 /// `update_va_mapping(va, val, flags)`: rewrites the L1 entry that maps
 /// `va` in the current page tables (`-EINVAL` if there is none).
 pub(super) fn update_va_mapping(ctx: &mut Ctx<'_>, [va, val, flags, ..]: [u64; 5]) -> Action {
+    let dom = ctx.domain.id;
+    map_va(ctx, va, val, flags, dom)
+}
+
+/// `update_va_mapping` whose new entry may map frames of `owner` (the
+/// caller itself, or the domain a privileged caller named).
+fn map_va(ctx: &mut Ctx<'_>, va: u64, val: u64, flags: u64, owner: DomId) -> Action {
     let (Some(l4), true) = (ctx.domain.vcpu.kernel_table, range_ok(va, 1)) else {
         return Action::Return(Err(Errno::EINVAL));
     };
     let dom = ctx.domain.id;
     let r = with_engine(ctx, Err(Errno::EINVAL), |pt| {
         let l1 = l1_for(pt, l4, va)?;
+        pt.allow_foreign((owner != dom).then_some(owner));
         pt.mod_entry(dom, l1, index(va, 1), val, false).map(drop).map_err(PtError::errno)
     });
     if r.is_ok() {
@@ -64,14 +72,28 @@ pub(super) fn update_va_mapping(ctx: &mut Ctx<'_>, [va, val, flags, ..]: [u64; 5
 }
 
 /// `update_va_mapping_otherdomain(va, val, flags, domid)`: for a
-/// privileged caller, maps a frame of domain `domid` into its own tables.
-/// Foreign frames need a second domain, which does not exist yet: another
-/// `domid` is `-ESRCH`; its own id works as `update_va_mapping`.
+/// privileged caller, maps a frame of domain `domid` into its own tables
+/// (a domain that does not exist is `-ESRCH`).
 pub(super) fn update_va_mapping_otherdomain(ctx: &mut Ctx<'_>, [va, val, flags, domid, _]: [u64; 5]) -> Action {
-    match ctx.own_domain(domid) {
-        Ok(()) => update_va_mapping(ctx, [va, val, flags, 0, 0]),
+    match pg_owner(ctx, domid) {
+        Ok(owner) => map_va(ctx, va, val, flags, owner),
         Err(e) => Action::Return(Err(e)),
     }
+}
+
+/// The domain whose frames a batch's requests may name (Xen's
+/// `get_pg_owner`): the caller for `DOMID_SELF` or its own id; for a
+/// privileged caller, another existing domain (`-ESRCH` if none); for
+/// anyone else another domain is `-EPERM`.
+fn pg_owner(ctx: &mut Ctx<'_>, foreigndom: u64) -> Result<DomId, Errno> {
+    if foreigndom == u64::from(abi::mm::DOMID_SELF) || foreigndom == u64::from(ctx.domain.id) {
+        return Ok(ctx.domain.id);
+    }
+    if !ctx.domain.privileged {
+        return Err(Errno::EPERM);
+    }
+    let dom = DomId::try_from(foreigndom).map_err(|_| Errno::ESRCH)?;
+    ctx.platform.domain_pages(dom).map(|_| dom)
 }
 
 /// `mmu_update(reqs, count, done, foreigndom)`: applies `{ptr, val}`
@@ -80,8 +102,7 @@ pub(super) fn update_va_mapping_otherdomain(ctx: &mut Ctx<'_>, [va, val, flags, 
 /// at machine address `ptr` (normal, or keeping the hardware's A/D bits),
 /// or an M2P entry for machine frame `ptr >> 12`.
 pub(super) fn mmu_update(ctx: &mut Ctx<'_>, [reqs, count, done_ptr, foreigndom, ..]: [u64; 5]) -> Action {
-    let dom = ctx.domain.id;
-    batch(ctx, foreigndom, GuestPtr(reqs), count, done_ptr, |ctx, req: MmuUpdate| one_update(ctx, dom, req))
+    batch(ctx, foreigndom, GuestPtr(reqs), count, done_ptr, one_update)
 }
 
 /// Runs a batch of `count` requests of type `T` read one by one from
@@ -93,18 +114,19 @@ fn batch<T: Pod>(
     list: GuestPtr,
     count: u64,
     done_ptr: u64,
-    mut one: impl FnMut(&mut Ctx<'_>, T) -> Result<(), Errno>,
+    mut one: impl FnMut(&mut Ctx<'_>, DomId, T) -> Result<(), Errno>,
 ) -> Action {
-    if let Err(e) = ctx.own_domain(foreigndom) {
-        return Action::Return(Err(e));
-    }
+    let owner = match pg_owner(ctx, foreigndom) {
+        Ok(owner) => owner,
+        Err(e) => return Action::Return(Err(e)),
+    };
     let size = core::mem::size_of::<T>() as u64;
     let mut done = 0u64;
     let mut result = Ok(0);
     while done < count {
         let r = guest::read_obj::<T, _>(ctx.mem, list.add(done.wrapping_mul(size)))
             .map_err(|_| Errno::EFAULT)
-            .and_then(|req| one(ctx, req));
+            .and_then(|req| one(ctx, owner, req));
         if let Err(e) = r {
             result = Err(e);
             break;
@@ -115,7 +137,10 @@ fn batch<T: Pod>(
     Action::Return(result)
 }
 
-fn one_update(ctx: &mut Ctx<'_>, dom: DomId, req: MmuUpdate) -> Result<(), Errno> {
+/// One `mmu_update` request; entries may map frames of `owner`, and M2P
+/// updates are for `owner`'s frames.
+fn one_update(ctx: &mut Ctx<'_>, owner: DomId, req: MmuUpdate) -> Result<(), Errno> {
+    let dom = ctx.domain.id;
     // The kind is the low three bits (the entry is 8 bytes): 4–7 are
     // unknown kinds, not misaligned entries, as in Xen.
     let kind = req.ptr & 7;
@@ -123,10 +148,11 @@ fn one_update(ctx: &mut Ctx<'_>, dom: DomId, req: MmuUpdate) -> Result<(), Errno
     let (mfn, slot) = (machine >> 12, ((machine & 0xfff) >> 3) as usize);
     match kind {
         MMU_NORMAL_PT_UPDATE | MMU_PT_UPDATE_PRESERVE_AD => with_engine(ctx, Err(Errno::EINVAL), |pt| {
+            pt.allow_foreign((owner != dom).then_some(owner));
             pt.mod_entry(dom, mfn, slot, req.val, kind == MMU_PT_UPDATE_PRESERVE_AD).map(drop).map_err(PtError::errno)
         }),
         MMU_MACHPHYS_UPDATE => {
-            let owned = with_engine(ctx, false, |pt| pt.frames().usage(mfn) == FrameUse::Domain(dom));
+            let owned = with_engine(ctx, false, |pt| pt.frames().usage(mfn) == FrameUse::Domain(owner));
             if !owned {
                 return Err(Errno::EINVAL);
             }
@@ -154,18 +180,28 @@ pub(super) fn mmuext_op(ctx: &mut Ctx<'_>, [ops, count, done_ptr, foreigndom, ..
     batch(ctx, foreigndom, GuestPtr(ops), count, done_ptr, one_ext_op)
 }
 
-fn one_ext_op(ctx: &mut Ctx<'_>, op: MmuextOp) -> Result<(), Errno> {
+/// One `mmuext_op`. Pins and unpins are of `owner`'s tables (how a
+/// domain builder pins the tables it wrote for another domain); the other
+/// operations act on the caller and refuse a foreign owner (`-EINVAL`).
+fn one_ext_op(ctx: &mut Ctx<'_>, owner: DomId, op: MmuextOp) -> Result<(), Errno> {
     let dom = ctx.domain.id;
     let mfn = op.arg1;
     let pin = |ctx: &mut Ctx<'_>, level| {
-        with_engine(ctx, Err(Errno::EINVAL), |pt| pt.pin(dom, mfn, level).map_err(PtError::errno))
+        with_engine(ctx, Err(Errno::EINVAL), |pt| pt.pin(owner, mfn, level).map_err(PtError::errno))
     };
+    let pins = matches!(
+        op.cmd,
+        MMUEXT_PIN_L1_TABLE | MMUEXT_PIN_L2_TABLE | MMUEXT_PIN_L3_TABLE | MMUEXT_PIN_L4_TABLE | MMUEXT_UNPIN_TABLE
+    );
+    if owner != dom && !pins {
+        return Err(Errno::EINVAL);
+    }
     match op.cmd {
         MMUEXT_PIN_L1_TABLE => pin(ctx, Level::L1),
         MMUEXT_PIN_L2_TABLE => pin(ctx, Level::L2),
         MMUEXT_PIN_L3_TABLE => pin(ctx, Level::L3),
         MMUEXT_PIN_L4_TABLE => pin(ctx, Level::L4),
-        MMUEXT_UNPIN_TABLE => with_engine(ctx, Err(Errno::EINVAL), |pt| pt.unpin(dom, mfn).map_err(PtError::errno)),
+        MMUEXT_UNPIN_TABLE => with_engine(ctx, Err(Errno::EINVAL), |pt| pt.unpin(owner, mfn).map_err(PtError::errno)),
         MMUEXT_NEW_BASEPTR => {
             let mut slot = ctx.domain.vcpu.kernel_table;
             with_engine(ctx, Err(Errno::EINVAL), |pt| {
@@ -402,6 +438,49 @@ mod tests {
         assert_eq!(w.ret(), Errno::ESRCH.as_ret());
         w.call(OTHER, &[VA, (PAGE << 12) | pte::P, 0, DOMID_SELF.into()]);
         assert_eq!(w.ret(), 0);
+    }
+
+    /// A privileged caller with `foreigndom` maps another domain's frame
+    /// (and only then), sets its M2P entry, and pins its tables.
+    #[test]
+    fn the_control_domain_maps_sets_and_pins_another_domains_frames() {
+        use abi::hypercall::UPDATE_VA_MAPPING_OTHERDOMAIN;
+        let mut w = world();
+        w.domain.privileged = true;
+        let theirs = OTHER_FRAMES.start; // domain 7's
+        let map = MmuUpdate { ptr: (L1 << 12) + 8 * index(VA, 1) as u64, val: (theirs << 12) | pte::P | pte::RW };
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &map).unwrap();
+        w.call(MMU_UPDATE, &[MEM_BASE, 1, 0, DOMID_SELF.into()]);
+        assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "not without foreigndom");
+        w.call(MMU_UPDATE, &[MEM_BASE, 1, 0, 40]);
+        assert_eq!(w.ret(), Errno::ESRCH.as_ret(), "no domain 40");
+        w.call(MMU_UPDATE, &[MEM_BASE, 1, 0, 7]);
+        assert_eq!(w.ret(), 0);
+        assert_eq!(l1(&mut w) >> 12 & 0xff_ffff, theirs);
+        assert!(!w.platform.frames.can_release(theirs), "held by the mapping");
+        let m2p = MmuUpdate { ptr: (theirs << 12) | MMU_MACHPHYS_UPDATE, val: 5 };
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &m2p).unwrap();
+        w.call(MMU_UPDATE, &[MEM_BASE, 1, 0, 7]);
+        assert_eq!((w.ret(), w.platform.m2p.get(&theirs)), (0, Some(&5)));
+        // Unmap it again through update_va_mapping_otherdomain.
+        w.call(UPDATE_VA_MAPPING_OTHERDOMAIN, &[VA, 0, 0, 7]);
+        assert_eq!(w.ret(), 0);
+        assert!(w.platform.frames.can_release(theirs));
+        // Pin one of its frames as an (empty) L1 of domain 7, then unpin.
+        let ops = [op(MMUEXT_PIN_L1_TABLE, theirs + 1), op(MMUEXT_UNPIN_TABLE, theirs + 1)];
+        for (i, o) in ops.iter().enumerate() {
+            guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE + 24 * i as u64), o).unwrap();
+        }
+        w.call(MMUEXT_OP, &[MEM_BASE, 1, 0, 7]);
+        assert_eq!(w.ret(), 0);
+        assert!(w.platform.frames.types(theirs + 1).is_pinned(), "pinned as domain 7's");
+        w.call(MMUEXT_OP, &[MEM_BASE + 24, 1, 0, 7]);
+        assert_eq!(w.ret(), 0);
+        assert!(w.platform.frames.can_release(theirs + 1));
+        // Other extended ops do not take a foreign owner.
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &op(MMUEXT_TLB_FLUSH_LOCAL, 0)).unwrap();
+        w.call(MMUEXT_OP, &[MEM_BASE, 1, 0, 7]);
+        assert_eq!(w.ret(), Errno::EINVAL.as_ret());
     }
 
     #[test]

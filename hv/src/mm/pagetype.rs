@@ -378,12 +378,23 @@ pub struct PageTypes<'e, 'f, M: ?Sized> {
     frames: &'e mut FrameTable<'f>,
     mem: &'e mut M,
     policy: &'e Policy,
+    /// A domain whose frames L1 entries may also map, for this engine's
+    /// operations (Xen's `pg_owner`: `mmu_update` with `foreigndom`).
+    foreign: Option<DomId>,
 }
 
 impl<'e, 'f, M: GuestFrames + ?Sized> PageTypes<'e, 'f, M> {
     /// The engine over `frames`, reaching contents through `mem`.
     pub fn new(frames: &'e mut FrameTable<'f>, mem: &'e mut M, policy: &'e Policy) -> Self {
-        PageTypes { frames, mem, policy }
+        PageTypes { frames, mem, policy, foreign: None }
+    }
+
+    /// Lets L1 entries installed through this engine map frames of
+    /// `owner` too (Xen's `pg_owner`, which only a privileged caller may
+    /// name: the caller checks). Only data mappings: page-table entries
+    /// above L1 still name the domain's own tables.
+    pub fn allow_foreign(&mut self, owner: Option<DomId>) {
+        self.foreign = owner;
     }
 
     /// The frame table (owners and type states).
@@ -702,6 +713,7 @@ impl<'e, 'f, M: GuestFrames + ?Sized> PageTypes<'e, 'f, M> {
         if level == 1 {
             match self.frames.usage(mfn) {
                 FrameUse::Domain(d) if d == dom => {}
+                FrameUse::Domain(owner) if Some(owner) == self.foreign => {}
                 FrameUse::Domain(owner) if self.mem.granted(dom, mfn, owner, writable) => {}
                 _ => return Err(PtError::NotOwned(mfn)),
             }
@@ -1179,6 +1191,28 @@ mod tests {
         // Domain 2 may not touch domain 1's tables either.
         assert_eq!(e.mod_entry(D2, L1, 9, 0, false), Err(PtError::NotOwned(L1)));
         assert_eq!(e.unpin(D2, L4), Err(PtError::NotOwned(L4)));
+    }
+
+    /// `mmu_update` with a `foreigndom`: the control domain maps another
+    /// domain's frames (data only), which then cannot be freed or become
+    /// page tables until unmapped.
+    #[test]
+    fn a_foreign_owner_s_frames_map_only_when_allowed() {
+        engine!(e);
+        build_tree(&mut e);
+        e.pin(D1, L4, Level::L4).unwrap();
+        assert_eq!(e.mod_entry(D1, L1, 9, ent(OTHER, PRW), false), Err(PtError::NotOwned(OTHER)));
+        e.allow_foreign(Some(D2));
+        e.mod_entry(D1, L1, 9, ent(OTHER, PRW), false).unwrap();
+        assert_eq!(counts(&e, OTHER), (1, 1, PageType::Writable));
+        assert!(!e.can_release(OTHER), "mapped: not freed under the mapper");
+        assert!(e.pin(D2, OTHER, Level::L1).is_err(), "mapped writable: it cannot become a page table");
+        assert_eq!(e.mod_entry(D1, L2, 9, ent(OTHER + 1, P), false), Err(PtError::NotOwned(OTHER + 1)), "data only");
+        e.mod_entry(D1, L1, 9, 0, false).unwrap();
+        assert!(e.can_release(OTHER));
+        e.allow_foreign(None);
+        e.unpin(D1, L4).unwrap();
+        assert!(all_released(&e));
     }
 
     #[test]
