@@ -33,6 +33,9 @@ pub struct PvDomainSpec<'a> {
     pub image: &'a [u8],
     /// Its command line (`start_info.cmd_line`, truncated to 1023 bytes).
     pub cmdline: &'a str,
+    /// Its initial ramdisk (a module): loaded after the kernel and named by
+    /// `start_info.mod_start` (its address) and `mod_len`, as Xen does.
+    pub ramdisk: Option<&'a [u8]>,
     /// The new domain's id.
     pub domid: DomId,
     /// Build the control domain (privileged, `SIF_INITDOMAIN`).
@@ -92,7 +95,8 @@ impl From<BootError> for BuildError {
 pub fn plan<'a>(spec: &PvDomainSpec<'a>) -> Result<(Kernel<'a>, Layout), BuildError> {
     let role = if spec.initial_domain { Role::Dom0 } else { Role::DomU };
     let kernel = Kernel::parse(spec.image, crate::hypercall::features(spec.initial_domain), role)?;
-    let layout = Layout::compute(&kernel.layout_params(spec.memory.len(), None)).map_err(BootError::from)?;
+    let ramdisk_len = spec.ramdisk.map(|r| r.len() as u64);
+    let layout = Layout::compute(&kernel.layout_params(spec.memory.len(), ramdisk_len)).map_err(BootError::from)?;
     for seg in kernel.elf.segments() {
         let va = kernel.placement.segment_va(&seg);
         let last = va.checked_add(seg.memsz.max(1) - 1).ok_or(BuildError::SegmentOutsideMemory)?;
@@ -133,6 +137,10 @@ pub fn build_pv(spec: &PvDomainSpec<'_>, mem: &mut impl MachineFrames) -> Result
     for seg in kernel.elf.segments() {
         let data = kernel.elf.segment_data(&seg).map_err(BootError::from)?;
         write(kernel.placement.segment_va(&seg), data);
+    }
+
+    if let (Some(ramdisk), Some(region)) = (spec.ramdisk, layout.ramdisk()) {
+        write(region.va, ramdisk);
     }
 
     let p2m = layout.p2m();
@@ -236,6 +244,7 @@ mod tests {
         PvDomainSpec {
             image,
             cmdline: "selftest loglvl=all",
+            ramdisk: None,
             domid: 0,
             initial_domain: true,
             memory: FrameRange { start: FIRST, end: FIRST + pages },
@@ -322,6 +331,26 @@ mod tests {
         let mut fake = crate::guest::fake::FakeMemory::new(0x1000, bytes.len());
         fake.bytes = bytes;
         crate::guest::read_obj(&mut fake, crate::guest::GuestPtr(0x1000)).unwrap()
+    }
+
+    /// Dom0's ramdisk module is loaded after the kernel and named in
+    /// `start_info`, as Xen does.
+    #[test]
+    fn the_ramdisk_is_loaded_and_named_in_start_info() {
+        let image = TestElf::minimal().build();
+        let ramdisk: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let mut m = machine(FIRST + 1024);
+        let s = PvDomainSpec { ramdisk: Some(&ramdisk), ..spec(&image, 1024) };
+        let b = build_pv(&s, &mut m).unwrap();
+        let region = b.layout.ramdisk().expect("a ramdisk region");
+        let si = read_start_info(&mut m, FIRST + b.layout.start_info().pfn);
+        assert_eq!((si.mod_start, si.mod_len), (region.va, 10_000));
+        let mut back = Vec::new();
+        for page in 0..region.pages {
+            back.extend_from_slice(m.frame(FIRST + region.pfn + page));
+        }
+        assert_eq!(&back[..10_000], &ramdisk[..]);
+        assert!(back[10_000..].iter().all(|&b| b == 0), "the rest of its last page is zero");
     }
 
     #[test]

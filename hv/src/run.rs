@@ -24,7 +24,7 @@ use hv::domain::Stopped;
 use hv::event::Signal;
 use hv::exit::Exit;
 use hv::guest::{Fault, GuestMemory, GuestPtr};
-use hv::hypercall::control::NewDomain;
+use hv::hypercall::control::{NewDomain, VcpuInit};
 use hv::hypercall::{self, Action, Ctx, Platform};
 use hv::hypercall::{ConsoleSink, PhysInfo};
 use hv::mm::frame::{DomId, FrameUse};
@@ -312,6 +312,46 @@ impl Platform for Machine {
         let slot = guard.as_mut().ok_or(Errno::ESRCH)?;
         slot.domain.nr_pages = nr_pages;
         Ok(())
+    }
+
+    fn set_vcpu_context(&mut self, dom: DomId, init: &VcpuInit) -> Result<(), Errno> {
+        let mut guard = DOMAINS.get(usize::from(dom)).and_then(|l| l.try_lock()).ok_or(Errno::ESRCH)?;
+        let slot = guard.as_mut().ok_or(Errno::ESRCH)?;
+        let v = &mut slot.domain.vcpu;
+        crate::memory::with_page_types(|pt| {
+            // The new bases' references first, so a refusal changes nothing.
+            let (mut kernel, mut user) = (None, None);
+            pt.new_baseptr(dom, &mut kernel, Some(init.kernel_table)).map_err(|_| Errno::EINVAL)?;
+            if let Err(_e) = pt.new_baseptr(dom, &mut user, init.user_table) {
+                let _ = pt.new_baseptr(dom, &mut kernel, None);
+                return Err(Errno::EINVAL);
+            }
+            // Then the old state goes: bases and GDT (the context has none).
+            let _ = pt.new_baseptr(dom, &mut v.kernel_table, None);
+            let _ = pt.new_baseptr(dom, &mut v.user_table, None);
+            for &mfn in &v.gdt_frames[..v.gdt_frame_count()] {
+                pt.put_page_and_type(mfn);
+            }
+            (v.kernel_table, v.user_table) = (kernel, user);
+            Ok(())
+        })?;
+        let kept = (v.kernel_table, v.user_table, v.vcpu_info_at);
+        *v = init.vcpu.clone();
+        (v.kernel_table, v.user_table, v.vcpu_info_at) = kept;
+        slot.regs = init.regs;
+        slot.selectors = init.selectors;
+        drop(guard);
+        if init.online && sched(|s| s.up(vcpu0(dom))) {
+            RESCHEDULE.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn vcpu_context(&mut self, dom: DomId) -> Result<Option<abi::arch::VcpuGuestContext>, Errno> {
+        let guard = DOMAINS.get(usize::from(dom)).and_then(|l| l.try_lock()).ok_or(Errno::ESRCH)?;
+        let slot = guard.as_ref().ok_or(Errno::ESRCH)?;
+        let v = &slot.domain.vcpu;
+        Ok(v.kernel_table.map(|_| hv::hypercall::control::context_of(v, &slot.regs, slot.selectors)))
     }
 
     fn place_vcpu_info(&mut self, mfn: Mfn, offset: u32, info: &VcpuInfo) {

@@ -136,7 +136,17 @@ fn start_domains(modules: &[Module], dom0_mem: u64) -> bool {
     let mut dom0 = false;
     let mut next_id: DomId = 1;
     let mut started = 0;
+    // As in Xen, the first unmarked module after dom0's kernel is dom0's
+    // ramdisk (`start_info.mod_start`, `mod_len`).
+    let is_dom0 = |m: &Module| bootmod::parse(m.string.as_str()).is_ok_and(|s| s.domu.is_none());
+    let ramdisk = match modules.first() {
+        Some(first) if is_dom0(first) => modules.iter().enumerate().skip(1).find(|(_, m)| is_dom0(m)),
+        _ => None,
+    };
     for (i, module) in modules.iter().enumerate() {
+        if ramdisk.is_some_and(|(r, _)| r == i) {
+            continue;
+        }
         let spec = match bootmod::parse(module.string.as_str()) {
             Ok(spec) => spec,
             Err(e) => {
@@ -150,7 +160,11 @@ fn start_domains(modules: &[Module], dom0_mem: u64) -> bool {
                 Request { id: 0, privileged: true, mem_bytes: dom0_mem, params: sched::Params::default(), name: "dom0" }
             }
             None => {
-                log::info!("module {i} '{}': not marked {}; left alone", spec.path, bootmod::DOMU_MARK);
+                log::info!(
+                    "module {i} '{}': not marked {} and not dom0's ramdisk; left alone",
+                    spec.path,
+                    bootmod::DOMU_MARK
+                );
                 continue;
             }
             Some(o) => {
@@ -167,7 +181,8 @@ fn start_domains(modules: &[Module], dom0_mem: u64) -> bool {
                 }
             }
         };
-        match create_domain(module, &spec, &request) {
+        let ramdisk = if request.id == 0 { ramdisk.map(|(_, m)| m) } else { None };
+        match create_domain(module, ramdisk, &spec, &request) {
             Ok(()) if request.id == 0 => dom0 = true,
             Ok(()) => next_id += 1,
             // Dom0 is the machine's reason to run.
@@ -198,26 +213,35 @@ struct Request<'a> {
 /// Builds the domain `req` asks for from `module` and hands it to the
 /// scheduler. On failure logs one line (`<what> 'PATH': why`), gives back
 /// what it took, and returns `Err`.
-fn create_domain(module: &Module, spec: &bootmod::ModuleSpec<'_>, req: &Request<'_>) -> Result<(), ()> {
+fn create_domain(
+    module: &Module,
+    ramdisk: Option<&Module>,
+    spec: &bootmod::ModuleSpec<'_>,
+    req: &Request<'_>,
+) -> Result<(), ()> {
     let path = spec.path;
     let id = req.id;
     let what = if req.privileged { "dom0" } else { "domU" };
     let fail = |why: &dyn fmt::Display| {
         log::error!("{what} '{path}': {why}");
     };
-    if module.end > BOOT_DIRECTMAP_BYTES {
+    if module.end > BOOT_DIRECTMAP_BYTES || ramdisk.is_some_and(|r| r.end > BOOT_DIRECTMAP_BYTES) {
         fail(&"module lies above 4 GiB, beyond the boot direct map");
         return Err(());
     }
-    let start = (DIRECTMAP_START + module.start) as *const u8;
-    // SAFETY: the module lies in RAM below 4 GiB (checked above), which the
-    // direct map covers, and its frames stay claimed as a module (nothing
-    // else writes them) until they are freed below.
-    let image = unsafe { core::slice::from_raw_parts(start, module.len() as usize) };
+    let bytes = |m: &Module| {
+        let start = (DIRECTMAP_START + m.start) as *const u8;
+        // SAFETY: the module lies in RAM below 4 GiB (checked above), which
+        // the direct map covers, and its frames stay claimed as a module
+        // (nothing else writes them) until they are freed below.
+        unsafe { core::slice::from_raw_parts(start, m.len() as usize) }
+    };
+    let image = bytes(module);
     let nr_pages = req.mem_bytes / PAGE_SIZE;
     let mut build_spec = PvDomainSpec {
         image,
         cmdline: spec.cmdline,
+        ramdisk: ramdisk.map(bytes),
         domid: id,
         initial_domain: req.privileged,
         memory: FrameRange { start: 0, end: nr_pages },
@@ -294,9 +318,11 @@ fn create_domain(module: &Module, spec: &bootmod::ModuleSpec<'_>, req: &Request<
         log::warn!("d{id}: command line truncated to 1023 bytes");
     }
     if let Some(table) = FRAMES.lock().as_mut() {
-        let image = FrameRange::covering(module.start, module.end);
-        for mfn in image.start..image.end {
-            let _ = table.free(mfn);
+        for m in core::iter::once(module).chain(ramdisk) {
+            let used = FrameRange::covering(m.start, m.end);
+            for mfn in used.start..used.end {
+                let _ = table.free(mfn);
+            }
         }
     }
     let max_port = if req.privileged { hv::event::NR_PORTS - 1 } else { DOMU_MAX_PORT };
@@ -315,6 +341,10 @@ fn create_domain(module: &Module, spec: &bootmod::ModuleSpec<'_>, req: &Request<
         *lock.lock() = Some(Slot { domain: built.domain, shared_info, regs: built.regs, selectors: [0; 4] });
     }
     let l = &built.layout;
+    if let (Some(m), Some(r)) = (ramdisk, l.ramdisk()) {
+        let path = m.string.as_str().split_whitespace().next().unwrap_or("");
+        log::info!("d{id}: ramdisk '{path}' ({}) at {:#x}", Size(m.len()), r.va);
+    }
     let name = Name(req.name);
     log::info!(
         "d{id}{name} '{path}': {} at {:#x}-{:#x}, start_info {:#x}, page tables {:#x} ({} frames), stack top {:#x}, weight {}{}",

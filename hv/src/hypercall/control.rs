@@ -8,15 +8,21 @@
 //!
 //! Implemented: `sysctl` physinfo and readconsole; `domctl` createdomain
 //! (an empty, paused PV domain with one vCPU, not yet initialised),
-//! destroydomain, pausedomain, unpausedomain, getdomaininfo, max_mem and
-//! max_vcpus. Populating a new domain's memory, mapping its frames and
-//! loading its vCPU context (what a domain builder needs) are not here yet.
+//! destroydomain, pausedomain, unpausedomain, getdomaininfo, max_mem,
+//! max_vcpus, hypercall_init, setvcpucontext and getvcpucontext.
 
 use super::{Action, Ctx};
-use crate::domain::{DomainInfo, Stopped};
+use crate::domain::{Callback, DomainInfo, Stopped, Vcpu};
 use crate::guest::{self, GuestPtr, Pod};
 use crate::layout::PAGE_SIZE;
 use crate::mm::frame::DomId;
+use crate::mm::pagetype::{PageType, PtError};
+use crate::mm::Mfn;
+use crate::regs::{Regs, GUEST_CS64, GUEST_SS};
+use abi::arch::{
+    TrapInfo, VcpuGuestContext, VGCF_FAILSAFE_DISABLES_EVENTS, VGCF_IN_KERNEL, VGCF_ONLINE,
+    VGCF_SYSCALL_DISABLES_EVENTS,
+};
 use abi::domctl::*;
 use abi::errno::Errno;
 use abi::mm::DOMID_FIRST_RESERVED;
@@ -68,6 +74,9 @@ pub(super) fn domctl(ctx: &mut Ctx<'_>, [arg, ..]: [u64; 5]) -> Action {
                 ctx.platform.set_max_pages(op.domain, pages)
             }
         }
+        XEN_DOMCTL_HYPERCALL_INIT => hypercall_init(ctx, op.domain, op.u_hypercall_init().gmfn),
+        XEN_DOMCTL_SETVCPUCONTEXT => setvcpucontext(ctx, &op),
+        XEN_DOMCTL_GETVCPUCONTEXT => getvcpucontext(ctx, &op),
         XEN_DOMCTL_MAX_VCPUS => {
             // Every domain has exactly its one vCPU: asking for that one is
             // a no-op, anything else is more than it was created with.
@@ -92,6 +101,193 @@ pub(super) fn domctl(ctx: &mut Ctx<'_>, [arg, ..]: [u64; 5]) -> Action {
         }
         r => Action::Return(r.map(|()| 0)),
     }
+}
+
+/// `hypercall_init`: writes the hypercall page into frame `mfn` of domain
+/// `dom`, which must be the domain's (`-EINVAL`) and able to be writable
+/// (`-EPERM`: not a page table or descriptor page).
+fn hypercall_init(ctx: &mut Ctx<'_>, dom: DomId, mfn: Mfn) -> Result<(), Errno> {
+    if dom != ctx.domain.id {
+        ctx.platform.domain_pages(dom)?;
+    }
+    let mut r = Err(Errno::EINVAL);
+    ctx.platform.page_types(&mut |pt| {
+        r = match pt.get_page_and_type(dom, mfn, PageType::Writable) {
+            Err(PtError::NotOwned(_)) => Err(Errno::EINVAL),
+            Err(_) => Err(Errno::EPERM),
+            Ok(()) => {
+                let mut page = [0u8; 4096];
+                abi::hypercall_page::write_hypercall_page(&mut page);
+                for (word, bytes) in pt.memory().entries(mfn).iter_mut().zip(page.chunks_exact(8)) {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(bytes);
+                    *word = u64::from_le_bytes(b);
+                }
+                pt.put_page_and_type(mfn);
+                Ok(())
+            }
+        };
+    });
+    r
+}
+
+/// A vCPU state `setvcpucontext` asked for, checked: everything but the
+/// page-table bases is plain data; the platform takes the bases' type
+/// references when it installs it.
+#[derive(Clone, Debug)]
+pub struct VcpuInit {
+    /// Registers to start from.
+    pub regs: Regs,
+    /// `ds, es, fs, gs` (each null or the flat data selector).
+    pub selectors: [u16; 4],
+    /// The vCPU's fields (trap table, callbacks, stack, segment bases,
+    /// mode); its page-table bases are `None` here.
+    pub vcpu: Vcpu,
+    /// The kernel page-table base (an L4 of the domain).
+    pub kernel_table: Mfn,
+    /// The user page-table base, if any.
+    pub user_table: Option<Mfn>,
+    /// Bring the vCPU up (`VGCF_online`).
+    pub online: bool,
+}
+
+/// Checks a `vcpu_guest_context` for a 64-bit PV vCPU as Xen's
+/// `arch_set_info_guest` would, with this hypervisor's limits: no LDT and
+/// no GDT frames in the context (`set_gdt` works once it runs), the flat
+/// selectors only. Canonical addresses everywhere (`-EINVAL`).
+pub fn check_context(c: &VcpuGuestContext) -> Result<VcpuInit, Errno> {
+    use crate::layout::is_canonical;
+    let u = &c.user_regs;
+    let canonical = [u.rip, u.rsp, c.event_callback_eip, c.failsafe_callback_eip, c.syscall_callback_eip]
+        .into_iter()
+        .chain([c.fs_base, c.gs_base_kernel, c.gs_base_user, c.kernel_sp])
+        .chain(c.trap_ctxt.iter().map(|t| t.address))
+        .all(is_canonical);
+    let selectors = [u.ds, u.es, u.fs, u.gs];
+    let flat = |s: u16| s == 0 || u64::from(s) | 3 == GUEST_SS;
+    if !canonical
+        || c.ldt_ents != 0
+        || c.gdt_ents != 0
+        || u64::from(u.cs) | 3 != GUEST_CS64
+        || u64::from(u.ss) | 3 != GUEST_SS
+        || !selectors.into_iter().all(flat)
+    {
+        return Err(Errno::EINVAL);
+    }
+    let kernel_table = c.ctrlreg[3] >> 12;
+    let user_table = (c.ctrlreg[1] >> 12 != 0).then_some(c.ctrlreg[1] >> 12);
+    let kernel_mode = c.flags & VGCF_IN_KERNEL != 0;
+    if kernel_table == 0 || (!kernel_mode && user_table.is_none()) {
+        return Err(Errno::EINVAL);
+    }
+    let mut vcpu = Vcpu::new(0);
+    for (slot, t) in vcpu.trap_table.iter_mut().zip(c.trap_ctxt.iter()) {
+        *slot = TrapInfo { cs: t.cs | 3, ..*t };
+    }
+    vcpu.event_callback = Callback { address: c.event_callback_eip, mask_events: false };
+    vcpu.failsafe_callback =
+        Callback { address: c.failsafe_callback_eip, mask_events: c.flags & VGCF_FAILSAFE_DISABLES_EVENTS != 0 };
+    vcpu.syscall_callback =
+        Callback { address: c.syscall_callback_eip, mask_events: c.flags & VGCF_SYSCALL_DISABLES_EVENTS != 0 };
+    vcpu.kernel_ss = c.kernel_ss | 3;
+    vcpu.kernel_sp = c.kernel_sp;
+    vcpu.kernel_mode = kernel_mode;
+    vcpu.fs_base = c.fs_base;
+    vcpu.gs_base_kernel = c.gs_base_kernel;
+    vcpu.gs_base_user = c.gs_base_user;
+    let regs = Regs {
+        r15: u.r15,
+        r14: u.r14,
+        r13: u.r13,
+        r12: u.r12,
+        rbp: u.rbp,
+        rbx: u.rbx,
+        r11: u.r11,
+        r10: u.r10,
+        r9: u.r9,
+        r8: u.r8,
+        rax: u.rax,
+        rcx: u.rcx,
+        rdx: u.rdx,
+        rsi: u.rsi,
+        rdi: u.rdi,
+        vector: 0,
+        error_code: 0,
+        rip: u.rip,
+        cs: GUEST_CS64,
+        rflags: (u.rflags & !(crate::regs::rflags::IOPL | crate::regs::rflags::VM))
+            | crate::regs::rflags::IF
+            | crate::regs::rflags::FIXED,
+        rsp: u.rsp,
+        ss: GUEST_SS,
+    };
+    Ok(VcpuInit { regs, selectors, vcpu, kernel_table, user_table, online: c.flags & VGCF_ONLINE != 0 })
+}
+
+/// The `vcpu_guest_context` of a vCPU (`getvcpucontext`).
+pub fn context_of(vcpu: &Vcpu, regs: &Regs, selectors: [u16; 4]) -> VcpuGuestContext {
+    let mut c = VcpuGuestContext::zeroed();
+    let u = &mut c.user_regs;
+    (u.r15, u.r14, u.r13, u.r12, u.rbp, u.rbx) = (regs.r15, regs.r14, regs.r13, regs.r12, regs.rbp, regs.rbx);
+    (u.r11, u.r10, u.r9, u.r8, u.rax, u.rcx) = (regs.r11, regs.r10, regs.r9, regs.r8, regs.rax, regs.rcx);
+    (u.rdx, u.rsi, u.rdi, u.rip, u.rflags, u.rsp) = (regs.rdx, regs.rsi, regs.rdi, regs.rip, regs.rflags, regs.rsp);
+    (u.cs, u.ss) = (regs.cs as u16, regs.ss as u16);
+    [u.ds, u.es, u.fs, u.gs] = selectors;
+    c.trap_ctxt = vcpu.trap_table;
+    c.flags = VGCF_ONLINE
+        | if vcpu.kernel_mode { VGCF_IN_KERNEL } else { 0 }
+        | if vcpu.failsafe_callback.mask_events { VGCF_FAILSAFE_DISABLES_EVENTS } else { 0 }
+        | if vcpu.syscall_callback.mask_events { VGCF_SYSCALL_DISABLES_EVENTS } else { 0 };
+    c.gdt_ents = u64::from(vcpu.gdt_entries);
+    for (slot, &f) in c.gdt_frames.iter_mut().zip(&vcpu.gdt_frames[..vcpu.gdt_frame_count()]) {
+        *slot = f;
+    }
+    c.kernel_ss = vcpu.kernel_ss;
+    c.kernel_sp = vcpu.kernel_sp;
+    c.ctrlreg[3] = vcpu.cr3();
+    c.ctrlreg[1] = vcpu.user_cr3().unwrap_or(0);
+    c.event_callback_eip = vcpu.event_callback.address;
+    c.failsafe_callback_eip = vcpu.failsafe_callback.address;
+    c.syscall_callback_eip = vcpu.syscall_callback.address;
+    c.fs_base = vcpu.fs_base;
+    c.gs_base_kernel = vcpu.gs_base_kernel;
+    c.gs_base_user = vcpu.gs_base_user;
+    c
+}
+
+// SAFETY: integers and arrays of them, padding named (abi's layout asserts).
+unsafe impl Pod for VcpuGuestContext {}
+
+/// `setvcpucontext`: loads vCPU 0 of another domain from the context at
+/// the handle (`-EFAULT`); not the caller's (`-EINVAL`), vCPU 0 only
+/// (`-EINVAL`); the context is checked ([`check_context`]) and its
+/// page-table bases must be the domain's validated L4s (`-EINVAL`).
+fn setvcpucontext(ctx: &mut Ctx<'_>, op: &XenDomctl) -> Result<(), Errno> {
+    let v = op.u_vcpucontext();
+    let dom = other_domain(ctx, op.domain)?;
+    if v.vcpu != 0 {
+        return Err(Errno::EINVAL);
+    }
+    ctx.platform.domain_pages(dom)?;
+    if v.ctxt == 0 {
+        // Xen resets the vCPU; there is nothing to reset it to here.
+        return Err(Errno::EINVAL);
+    }
+    let c: VcpuGuestContext = guest::read_obj(ctx.mem, GuestPtr(v.ctxt)).map_err(|_| Errno::EFAULT)?;
+    let init = check_context(&c)?;
+    ctx.platform.set_vcpu_context(dom, &init)
+}
+
+/// `getvcpucontext`: vCPU 0 of another domain, written to the handle
+/// (`-EFAULT`); `-ENODATA` if it was never given a context.
+fn getvcpucontext(ctx: &mut Ctx<'_>, op: &XenDomctl) -> Result<(), Errno> {
+    let v = op.u_vcpucontext();
+    let dom = other_domain(ctx, op.domain)?;
+    if v.vcpu != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let c = ctx.platform.vcpu_context(dom)?.ok_or(Errno::ENODATA)?;
+    guest::write_obj(ctx.mem, GuestPtr(v.ctxt), &c).map_err(|_| Errno::EFAULT)
 }
 
 /// A domain other than the caller (pausing or destroying oneself is

@@ -122,6 +122,14 @@ pub trait Platform: GuestCpu {
     fn domain_pages(&mut self, dom: DomId) -> Result<(u64, u64), Errno>;
     /// Records that `dom` (not the caller) now holds `nr_pages` frames.
     fn set_domain_pages(&mut self, dom: DomId, nr_pages: u64) -> Result<(), Errno>;
+    /// Installs a checked context as vCPU 0 of `dom` (not the caller):
+    /// takes L4 type references on its bases for `dom` (`-EINVAL` if they
+    /// are not its validated L4s), replacing any it had, and brings the
+    /// vCPU up if asked.
+    fn set_vcpu_context(&mut self, dom: DomId, init: &control::VcpuInit) -> Result<(), Errno>;
+    /// vCPU 0 of `dom` (not the caller), or `None` if it never had a
+    /// context (`-ESRCH` without such a domain).
+    fn vcpu_context(&mut self, dom: DomId) -> Result<Option<abi::arch::VcpuGuestContext>, Errno>;
 }
 
 /// Where [`Platform::read_console`] puts what it reads: `(offset, bytes)`.
@@ -439,6 +447,8 @@ pub(crate) mod testing {
         pub conring: crate::conring::ConsoleRing<64>,
         /// What `physinfo` answers.
         pub phys: PhysInfo,
+        /// vCPU contexts installed in other domains.
+        pub contexts: std::collections::HashMap<DomId, (crate::domain::Vcpu, Regs, [u16; 4])>,
     }
 
     /// The data selectors the fake CPU holds (distinct, to check their
@@ -490,6 +500,7 @@ pub(crate) mod testing {
                     .collect(),
                 conring: crate::conring::ConsoleRing::new(),
                 phys: PhysInfo { total_pages: FRAMES, free_pages: 32, max_mfn: FRAMES - 1, cpu_khz: 2_000_000 },
+                contexts: std::collections::HashMap::new(),
             }
         }
 
@@ -657,6 +668,26 @@ pub(crate) mod testing {
         fn set_domain_pages(&mut self, dom: DomId, nr_pages: u64) -> Result<(), Errno> {
             self.info_mut(dom)?.tot_pages = nr_pages;
             Ok(())
+        }
+        fn set_vcpu_context(&mut self, dom: DomId, init: &control::VcpuInit) -> Result<(), Errno> {
+            self.info_mut(dom)?;
+            let mut kernel = None;
+            let mut r = Ok(());
+            let mem: &mut dyn GuestFrames = &mut self.mem;
+            let mut pt = PageTypes::new(&mut self.frames, mem, &self.policy);
+            if let Err(e) = pt.new_baseptr(dom, &mut kernel, Some(init.kernel_table)) {
+                r = Err(e.errno());
+            }
+            drop(pt);
+            r?;
+            let mut vcpu = init.vcpu.clone();
+            vcpu.kernel_table = kernel;
+            self.contexts.insert(dom, (vcpu, init.regs, init.selectors));
+            Ok(())
+        }
+        fn vcpu_context(&mut self, dom: DomId) -> Result<Option<abi::arch::VcpuGuestContext>, Errno> {
+            self.info_mut(dom)?;
+            Ok(self.contexts.get(&dom).map(|(v, r, s)| control::context_of(v, r, *s)))
         }
     }
 

@@ -158,3 +158,93 @@ fn readconsole_into_bad_memory_is_efault_and_keeps_the_ring() {
         assert_eq!(w.platform.conring.len(), 4);
     }
 }
+
+#[test]
+fn hypercall_init_writes_the_page_into_a_frame_of_the_domain() {
+    use crate::hypercall::testing::OTHER_FRAMES;
+    use crate::hypercall::Platform;
+    use crate::mm::pagetype::GuestFrames;
+    let mut w = World::new(true);
+    let frame = OTHER_FRAMES.start; // domain 7's
+    assert_eq!(domctl(&mut w, &XenDomctl::hypercall_init(7, frame)).0, ret(Ok(0)));
+    let mut page = [0u8; 4096];
+    abi::hypercall_page::write_hypercall_page(&mut page);
+    let words = w.platform.mem.entries(frame);
+    assert_eq!(words[0].to_le_bytes(), page[..8], "entry 0 written");
+    assert!(w.platform.frames.can_release(frame), "no reference left behind");
+    assert_eq!(domctl(&mut w, &XenDomctl::hypercall_init(7, 3)).0, ret(Err(Errno::EINVAL)), "the hypervisor's frame");
+    assert_eq!(domctl(&mut w, &XenDomctl::hypercall_init(40, frame)).0, ret(Err(Errno::ESRCH)));
+    // A page table of the domain cannot be written.
+    w.platform.page_types(&mut |pt| pt.pin(7, frame + 1, crate::mm::pagetype::Level::L1).unwrap());
+    assert_eq!(domctl(&mut w, &XenDomctl::hypercall_init(7, frame + 1)).0, ret(Err(Errno::EPERM)));
+}
+
+fn context(l4: u64) -> abi::arch::VcpuGuestContext {
+    let mut c = abi::arch::VcpuGuestContext::zeroed();
+    c.flags = abi::arch::VGCF_IN_KERNEL | abi::arch::VGCF_ONLINE;
+    c.user_regs.rip = 0xffff_ffff_8000_1000;
+    c.user_regs.rsp = 0xffff_ffff_8040_0000;
+    c.user_regs.rsi = 0xffff_ffff_8030_0000;
+    c.user_regs.cs = 0xe033;
+    c.user_regs.ss = 0xe02b;
+    c.user_regs.rflags = 0x200 | (3 << 12);
+    c.kernel_ss = 0xe02b;
+    c.kernel_sp = 0xffff_ffff_8040_0000;
+    c.ctrlreg[3] = l4 << 12;
+    c.event_callback_eip = 0xffff_ffff_8000_2000;
+    c
+}
+
+fn setctx(w: &mut World, dom: u16, c: &abi::arch::VcpuGuestContext) -> Action {
+    let at = MEM_BASE + 0x2000;
+    guest::write_obj(&mut w.mem, GuestPtr(at), c).unwrap();
+    domctl(w, &XenDomctl::setvcpucontext(dom, 0, at)).0
+}
+
+#[test]
+fn setvcpucontext_installs_a_checked_context_and_getvcpucontext_reads_it_back() {
+    use crate::hypercall::testing::OTHER_FRAMES;
+    let mut w = World::new(true);
+    let l4 = OTHER_FRAMES.start;
+    let out = MEM_BASE + 0x4000;
+    assert_eq!(domctl(&mut w, &XenDomctl::getvcpucontext(7, 0, out)).0, ret(Err(Errno::ENODATA)), "never set");
+    assert_eq!(setctx(&mut w, 7, &context(l4)), ret(Ok(0)));
+    assert_eq!(w.platform.frames.types(l4).page_type(), crate::mm::pagetype::PageType::L4, "the base holds an L4 type");
+    assert_eq!(domctl(&mut w, &XenDomctl::getvcpucontext(7, 0, out)).0, ret(Ok(0)));
+    let got: abi::arch::VcpuGuestContext = guest::read_obj(&mut w.mem, GuestPtr(out)).unwrap();
+    assert_eq!(
+        (got.user_regs.rip, got.user_regs.rsi, got.ctrlreg[3]),
+        (0xffff_ffff_8000_1000, 0xffff_ffff_8030_0000, l4 << 12)
+    );
+    assert_eq!(got.user_regs.rflags & (3 << 12), 0, "IOPL is not the guest's to set");
+    assert_eq!(got.event_callback_eip, 0xffff_ffff_8000_2000);
+}
+
+#[test]
+fn setvcpucontext_refusals() {
+    use crate::hypercall::testing::OTHER_FRAMES;
+    let mut w = World::new(true);
+    let l4 = OTHER_FRAMES.start;
+    let bad = |f: fn(&mut abi::arch::VcpuGuestContext)| {
+        let mut c = context(l4);
+        f(&mut c);
+        c
+    };
+    for (what, c) in [
+        ("non-canonical rip", bad(|c| c.user_regs.rip = 1 << 63)),
+        ("non-canonical callback", bad(|c| c.failsafe_callback_eip = 0x8000_0000_0000_0000)),
+        ("a ring-0 code selector", bad(|c| c.user_regs.cs = 0xe008)),
+        ("an LDT", bad(|c| c.ldt_ents = 1)),
+        ("GDT frames", bad(|c| c.gdt_ents = 16)),
+        ("no page tables", bad(|c| c.ctrlreg[3] = 0)),
+        ("a data selector from a GDT", bad(|c| c.user_regs.ds = 0x10)),
+        ("not an L4 of the domain", bad(|c| c.ctrlreg[3] = 3 << 12)),
+    ] {
+        assert_eq!(setctx(&mut w, 7, &c), ret(Err(Errno::EINVAL)), "{what}");
+    }
+    assert_eq!(setctx(&mut w, 0, &context(l4)), ret(Err(Errno::EINVAL)), "itself");
+    assert_eq!(setctx(&mut w, 40, &context(l4)), ret(Err(Errno::ESRCH)));
+    assert_eq!(domctl(&mut w, &XenDomctl::setvcpucontext(7, 0, 0x10)).0, ret(Err(Errno::EFAULT)));
+    assert_eq!(domctl(&mut w, &XenDomctl::setvcpucontext(7, 1, MEM_BASE)).0, ret(Err(Errno::EINVAL)), "vCPU 1");
+    assert!(w.platform.contexts.is_empty());
+}
