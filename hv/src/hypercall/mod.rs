@@ -672,14 +672,10 @@ pub(crate) mod testing {
         fn set_vcpu_context(&mut self, dom: DomId, init: &control::VcpuInit) -> Result<(), Errno> {
             self.info_mut(dom)?;
             let mut kernel = None;
-            let mut r = Ok(());
             let mem: &mut dyn GuestFrames = &mut self.mem;
-            let mut pt = PageTypes::new(&mut self.frames, mem, &self.policy);
-            if let Err(e) = pt.new_baseptr(dom, &mut kernel, Some(init.kernel_table)) {
-                r = Err(e.errno());
-            }
-            drop(pt);
-            r?;
+            PageTypes::new(&mut self.frames, mem, &self.policy)
+                .new_baseptr(dom, &mut kernel, Some(init.kernel_table))
+                .map_err(crate::mm::pagetype::PtError::errno)?;
             let mut vcpu = init.vcpu.clone();
             vcpu.kernel_table = kernel;
             self.contexts.insert(dom, (vcpu, init.regs, init.selectors));
