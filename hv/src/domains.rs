@@ -32,6 +32,10 @@ pub struct Slot {
     pub regs: Regs,
     /// Its data-segment selectors (`ds, es, fs, gs`) while it is not on the CPU.
     pub selectors: [u16; 4],
+    /// Created by the control domain (`domctl`): when it stops it stays,
+    /// shut down, until the toolstack destroys it. Boot-time domains, with
+    /// no toolstack to decide, are destroyed when they stop.
+    pub managed: bool,
 }
 
 /// Every domain, by id.

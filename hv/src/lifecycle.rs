@@ -63,7 +63,7 @@ pub fn create_empty(new: &NewDomain) -> Result<DomId, Errno> {
     domain.handle = new.handle;
     domain.vcpu.kernel_mode = true;
     if let Some(lock) = DOMAINS.get(usize::from(id)) {
-        *lock.lock() = Some(Slot { domain, shared_info, regs: Regs::default(), selectors: [0; 4] });
+        *lock.lock() = Some(Slot { domain, shared_info, regs: Regs::default(), selectors: [0; 4], managed: true });
     }
     log::debug!("d{id}: created (empty, paused)");
     Ok(id)

@@ -843,9 +843,10 @@ fn retire(dom: DomId) {
     raise_virq(0, VIRQ_DOM_EXC);
 }
 
-/// Destroys domain `dom` (not running, [`retire`]d): drops every page reference it holds and frees its
-/// frames, so its memory is free again. Frames something else still
-/// references (none today) stay allocated, with a warning.
+/// Destroys domain `dom` (not running, [`retire`]d): drops every page
+/// reference it holds and frees its frames, so its memory is free again.
+/// Frames something else still references (another domain's mapping)
+/// stay allocated, with a warning, and the id is not given out again.
 fn destroy_domain(dom: DomId, level: log::Level) {
     let Some(mut slot) = DOMAINS.get(usize::from(dom)).and_then(|l| l.lock().take()) else { return };
     let still_used = crate::memory::with_page_types(|pt| slot.domain.release_pages(pt, slot.shared_info));
@@ -875,7 +876,7 @@ fn destroy_domain(dom: DomId, level: log::Level) {
 /// that says how; so does the last domain when there is no dom0.
 fn stop_domain(dom: DomId, how: Stopped) {
     let Some(lock) = DOMAINS.get(usize::from(dom)) else { return };
-    let how = {
+    let (how, managed) = {
         let mut guard = lock.lock();
         let Some(slot) = guard.as_mut() else { return };
         // A code recorded with SCHEDOP_shutdown_code replaces the reason.
@@ -885,7 +886,7 @@ fn stop_domain(dom: DomId, how: Stopped) {
         };
         slot.domain.stopped = Some(how);
         slot.domain.vcpu.poll = None;
-        how
+        (how, slot.managed)
     };
     if dom == 0 && HAVE_DOM0.load(Ordering::Relaxed) {
         let exit = match how {
@@ -902,9 +903,13 @@ fn stop_domain(dom: DomId, how: Stopped) {
         // SAFETY: the idle L4 maps the hypervisor and nothing else.
         unsafe { cpu::write_cr3(crate::arch::paging::idle_l4_mfn() << 12) };
     }
-    // No toolstack decides yet what happens to a stopped domU (Xen's
-    // on_poweroff/on_crash): it is destroyed and its memory returned.
-    destroy_domain(dom, log::Level::Info);
+    // A domain the toolstack created waits, shut down, for the toolstack
+    // to apply its on_poweroff/on_crash policy (getdomaininfo shows how it
+    // stopped). A boot-time domU has no toolstack: it is destroyed and its
+    // memory returned.
+    if !managed {
+        destroy_domain(dom, log::Level::Info);
+    }
     let running = DOMAINS.iter().filter(|l| l.lock().as_ref().is_some_and(|s| s.domain.stopped.is_none())).count();
     if running == 0 {
         log::info!("all domains have stopped");

@@ -338,7 +338,8 @@ fn create_domain(
         slot.start(id, max_port, shared_info, req.privileged);
     }
     if let Some(lock) = DOMAINS.get(usize::from(id)) {
-        *lock.lock() = Some(Slot { domain: built.domain, shared_info, regs: built.regs, selectors: [0; 4] });
+        *lock.lock() =
+            Some(Slot { domain: built.domain, shared_info, regs: built.regs, selectors: [0; 4], managed: false });
     }
     let l = &built.layout;
     if let (Some(m), Some(r)) = (ramdisk, l.ramdisk()) {
