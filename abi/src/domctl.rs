@@ -386,6 +386,26 @@ impl XenDomctl {
         write_union(&mut self.u, v);
     }
 
+    /// `XEN_DOMCTL_scheduler_op` with the credit scheduler: `cmd` is
+    /// `XEN_DOMCTL_SCHEDOP_putinfo` (with `credit`) or `getinfo`.
+    pub fn sched_credit(domain: u16, cmd: u32, credit: XenDomctlSchedCredit) -> XenDomctl {
+        let mut op = XenDomctl::new(XEN_DOMCTL_SCHEDULER_OP, domain);
+        let mut s = XenDomctlSchedulerOp { sched_id: XEN_SCHEDULER_CREDIT, cmd, u: [0; 2] };
+        s.set_credit(credit);
+        op.set_u_scheduler_op(&s);
+        op
+    }
+
+    /// `u.scheduler_op`.
+    pub fn u_scheduler_op(&self) -> XenDomctlSchedulerOp {
+        read_union(&self.u)
+    }
+
+    /// Sets `u.scheduler_op`.
+    pub fn set_u_scheduler_op(&mut self, v: &XenDomctlSchedulerOp) {
+        write_union(&mut self.u, v);
+    }
+
     /// `u.hypercall_init`.
     pub fn u_hypercall_init(&self) -> XenDomctlHypercallInit {
         read_union(&self.u)
@@ -696,6 +716,61 @@ pub struct XenDomctlHypercallInit {
 assert_layout!(XenDomctlHypercallInit, size = 8, align = 8, { gmfn @ 0 });
 wire_struct!(XenDomctlHypercallInit, { gmfn });
 
+/// `scheduler_op`: the credit scheduler ([`XenDomctlSchedulerOp::sched_id`]).
+pub const XEN_SCHEDULER_CREDIT: u32 = 5;
+/// `scheduler_op`: the credit2 scheduler.
+pub const XEN_SCHEDULER_CREDIT2: u32 = 6;
+/// `scheduler_op` command: set the domain's parameters.
+pub const XEN_DOMCTL_SCHEDOP_PUTINFO: u32 = 0;
+/// `scheduler_op` command: read the domain's parameters.
+pub const XEN_DOMCTL_SCHEDOP_GETINFO: u32 = 1;
+
+/// `struct xen_domctl_sched_credit` (4 bytes): a domain's share.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct XenDomctlSchedCredit {
+    /// IN/OUT: relative weight, 1..=65535 (default 256).
+    pub weight: u16,
+    /// IN/OUT: the most CPU in percent of one CPU; 0 for no cap.
+    pub cap: u16,
+}
+
+assert_layout!(XenDomctlSchedCredit, size = 4, align = 2, { weight @ 0, cap @ 2 });
+wire_struct!(XenDomctlSchedCredit, { weight, cap });
+
+/// `struct xen_domctl_scheduler_op` (24 bytes): read or set a domain's
+/// scheduling parameters. `sched_id` must be the running scheduler's
+/// (`-EINVAL` otherwise). Its union is raw storage: the credit
+/// parameters are its first four bytes ([`XenDomctlSchedulerOp::credit`]);
+/// the per-vCPU variant (a handle and a count) is not used here.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct XenDomctlSchedulerOp {
+    /// IN: `XEN_SCHEDULER_*`.
+    pub sched_id: u32,
+    /// IN: `XEN_DOMCTL_SCHEDOP_*`.
+    pub cmd: u32,
+    /// IN/OUT: the parameters, as raw storage.
+    pub u: [u64; 2],
+}
+
+assert_layout!(XenDomctlSchedulerOp, size = 24, align = 8, { sched_id @ 0, cmd @ 4, u @ 8 });
+wire_struct!(XenDomctlSchedulerOp, { sched_id, cmd, u });
+
+impl XenDomctlSchedulerOp {
+    /// The credit scheduler's parameters in `u`.
+    pub fn credit(&self) -> XenDomctlSchedCredit {
+        let w = self.u[0];
+        XenDomctlSchedCredit { weight: w as u16, cap: (w >> 16) as u16 }
+    }
+
+    /// Sets the credit scheduler's parameters in `u` (the rest of its
+    /// first word is cleared).
+    pub fn set_credit(&mut self, c: XenDomctlSchedCredit) {
+        self.u[0] = u64::from(c.weight) | u64::from(c.cap) << 16;
+    }
+}
+
 // ---- union storage ---------------------------------------------------------
 //
 // `domctl` and `sysctl` both end in a 128-byte, 8-aligned union, kept as
@@ -795,6 +870,10 @@ mod tests {
         assert_eq!(&op.u[..2], &[1, 0x1234_5000]);
 
         assert_eq!(XenDomctl::max_mem(4, 1 << 20).u[0], 1 << 20);
+        let s = XenDomctl::sched_credit(3, XEN_DOMCTL_SCHEDOP_PUTINFO, XenDomctlSchedCredit { weight: 512, cap: 50 });
+        // C: weight at byte 8 of the scheduler_op, cap at byte 10.
+        assert_eq!(s.u[1], 512 | 50 << 16);
+        assert_eq!(s.u_scheduler_op().credit(), XenDomctlSchedCredit { weight: 512, cap: 50 });
         assert_eq!(XenDomctl::max_vcpus(4, 8).u[0], 8);
         assert_eq!(XenDomctl::hypercall_init(4, 0x1234).u_hypercall_init().gmfn, 0x1234);
         assert_eq!(XenDomctl::getvcpuinfo(4, 2).u_getvcpuinfo().vcpu, 2);

@@ -367,6 +367,8 @@ layouts! {
     }
     domctl::XenDomctlMaxVcpus => "struct xen_domctl_max_vcpus" { max }
     domctl::XenDomctlHypercallInit => "struct xen_domctl_hypercall_init" { gmfn }
+    domctl::XenDomctlSchedCredit => "struct xen_domctl_sched_credit" { weight, cap }
+    domctl::XenDomctlSchedulerOp => "struct xen_domctl_scheduler_op" { sched_id, cmd, u }
     sysctl::XenSysctl => "struct xen_sysctl" { cmd, interface_version, u }
     sysctl::XenSysctlReadconsole => "struct xen_sysctl_readconsole" {
         clear, incremental, pad0, pad1, index, buffer, count, _pad2 = pad,
@@ -1011,6 +1013,10 @@ consts! {
     xenstore::XS_WATCH_TOKEN => "XS_WATCH_TOKEN",
     // domctl
     domctl::XEN_DOMCTL_INTERFACE_VERSION => "XEN_DOMCTL_INTERFACE_VERSION",
+    domctl::XEN_SCHEDULER_CREDIT => "XEN_SCHEDULER_CREDIT",
+    domctl::XEN_SCHEDULER_CREDIT2 => "XEN_SCHEDULER_CREDIT2",
+    domctl::XEN_DOMCTL_SCHEDOP_PUTINFO => "XEN_DOMCTL_SCHEDOP_putinfo",
+    domctl::XEN_DOMCTL_SCHEDOP_GETINFO => "XEN_DOMCTL_SCHEDOP_getinfo",
     domctl::XEN_DOMCTL_CREATEDOMAIN => "XEN_DOMCTL_createdomain",
     domctl::XEN_DOMCTL_DESTROYDOMAIN => "XEN_DOMCTL_destroydomain",
     domctl::XEN_DOMCTL_PAUSEDOMAIN => "XEN_DOMCTL_pausedomain",

@@ -347,6 +347,14 @@ impl Platform for Machine {
         Ok(())
     }
 
+    fn sched_params(&mut self, dom: DomId) -> Result<hv::sched::Params, Errno> {
+        SCHED.lock().as_ref().ok_or(Errno::ESRCH)?.params(dom).map_err(|e| e.errno())
+    }
+
+    fn set_sched_params(&mut self, dom: DomId, params: hv::sched::Params) -> Result<(), Errno> {
+        SCHED.lock().as_mut().ok_or(Errno::ESRCH)?.set_params(dom, params).map_err(|e| e.errno())
+    }
+
     fn vcpu_context(&mut self, dom: DomId) -> Result<Option<abi::arch::VcpuGuestContext>, Errno> {
         let guard = DOMAINS.get(usize::from(dom)).and_then(|l| l.try_lock()).ok_or(Errno::ESRCH)?;
         let slot = guard.as_ref().ok_or(Errno::ESRCH)?;

@@ -74,6 +74,7 @@ pub(super) fn domctl(ctx: &mut Ctx<'_>, [arg, ..]: [u64; 5]) -> Action {
                 ctx.platform.set_max_pages(op.domain, pages)
             }
         }
+        XEN_DOMCTL_SCHEDULER_OP => scheduler_op(ctx, &mut op),
         XEN_DOMCTL_HYPERCALL_INIT => hypercall_init(ctx, op.domain, op.u_hypercall_init().gmfn),
         XEN_DOMCTL_SETVCPUCONTEXT => setvcpucontext(ctx, &op),
         XEN_DOMCTL_GETVCPUCONTEXT => getvcpucontext(ctx, &op),
@@ -94,12 +95,45 @@ pub(super) fn domctl(ctx: &mut Ctx<'_>, [arg, ..]: [u64; 5]) -> Action {
         _ => Err(Errno::ENOSYS),
     };
     match result {
-        Ok(()) if matches!(op.cmd, XEN_DOMCTL_CREATEDOMAIN | XEN_DOMCTL_GETDOMAININFO) => {
+        Ok(()) if matches!(op.cmd, XEN_DOMCTL_CREATEDOMAIN | XEN_DOMCTL_GETDOMAININFO | XEN_DOMCTL_SCHEDULER_OP) => {
             // OUT fields; as in Xen, a failed copy-out is -EFAULT though
             // the operation took effect.
             Action::Return(guest::write_obj(ctx.mem, at, &op).map(|()| 0).map_err(|_| Errno::EFAULT))
         }
         r => Action::Return(r.map(|()| 0)),
+    }
+}
+
+/// `scheduler_op` for the credit scheduler (the only one): `putinfo` sets
+/// the weight (0 leaves it) and the cap (`0xffff` leaves it; more than
+/// 100% of the domain's one vCPU is `-EINVAL`), `getinfo` reads them. Any
+/// other scheduler id or command is `-EINVAL`, as in Xen.
+fn scheduler_op(ctx: &mut Ctx<'_>, op: &mut XenDomctl) -> Result<(), Errno> {
+    let mut s = op.u_scheduler_op();
+    if s.sched_id != XEN_SCHEDULER_CREDIT {
+        return Err(Errno::EINVAL);
+    }
+    let mut params = ctx.platform.sched_params(op.domain)?;
+    match s.cmd {
+        XEN_DOMCTL_SCHEDOP_GETINFO => {
+            s.set_credit(XenDomctlSchedCredit { weight: params.weight, cap: params.cap });
+            op.set_u_scheduler_op(&s);
+            Ok(())
+        }
+        XEN_DOMCTL_SCHEDOP_PUTINFO => {
+            let c = s.credit();
+            if c.weight != 0 {
+                params.weight = c.weight;
+            }
+            if c.cap != u16::MAX {
+                if u32::from(c.cap) > 100 * MAX_VCPUS_PER_DOMAIN {
+                    return Err(Errno::EINVAL);
+                }
+                params.cap = c.cap;
+            }
+            ctx.platform.set_sched_params(op.domain, params)
+        }
+        _ => Err(Errno::EINVAL),
     }
 }
 

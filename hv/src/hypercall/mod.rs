@@ -130,6 +130,10 @@ pub trait Platform: GuestCpu {
     /// vCPU 0 of `dom` (not the caller), or `None` if it never had a
     /// context (`-ESRCH` without such a domain).
     fn vcpu_context(&mut self, dom: DomId) -> Result<Option<abi::arch::VcpuGuestContext>, Errno>;
+    /// Domain `dom`'s scheduling parameters (any domain, the caller too).
+    fn sched_params(&mut self, dom: DomId) -> Result<crate::sched::Params, Errno>;
+    /// Sets domain `dom`'s scheduling parameters (checked by the caller).
+    fn set_sched_params(&mut self, dom: DomId, params: crate::sched::Params) -> Result<(), Errno>;
 }
 
 /// Where [`Platform::read_console`] puts what it reads: `(offset, bytes)`.
@@ -447,6 +451,8 @@ pub(crate) mod testing {
         pub conring: crate::conring::ConsoleRing<64>,
         /// What `physinfo` answers.
         pub phys: PhysInfo,
+        /// Scheduling parameters set.
+        pub params: std::collections::HashMap<DomId, crate::sched::Params>,
         /// vCPU contexts installed in other domains.
         pub contexts: std::collections::HashMap<DomId, (crate::domain::Vcpu, Regs, [u16; 4])>,
     }
@@ -501,6 +507,7 @@ pub(crate) mod testing {
                 conring: crate::conring::ConsoleRing::new(),
                 phys: PhysInfo { total_pages: FRAMES, free_pages: 32, max_mfn: FRAMES - 1, cpu_khz: 2_000_000 },
                 contexts: std::collections::HashMap::new(),
+                params: std::collections::HashMap::new(),
             }
         }
 
@@ -679,6 +686,19 @@ pub(crate) mod testing {
             let mut vcpu = init.vcpu.clone();
             vcpu.kernel_table = kernel;
             self.contexts.insert(dom, (vcpu, init.regs, init.selectors));
+            Ok(())
+        }
+        fn sched_params(&mut self, dom: DomId) -> Result<crate::sched::Params, Errno> {
+            if dom != self.dom {
+                self.info_mut(dom)?;
+            }
+            Ok(self.params.get(&dom).copied().unwrap_or_default())
+        }
+        fn set_sched_params(&mut self, dom: DomId, params: crate::sched::Params) -> Result<(), Errno> {
+            if dom != self.dom {
+                self.info_mut(dom)?;
+            }
+            self.params.insert(dom, params);
             Ok(())
         }
         fn vcpu_context(&mut self, dom: DomId) -> Result<Option<abi::arch::VcpuGuestContext>, Errno> {

@@ -248,3 +248,29 @@ fn setvcpucontext_refusals() {
     assert_eq!(domctl(&mut w, &XenDomctl::setvcpucontext(7, 1, MEM_BASE)).0, ret(Err(Errno::EINVAL)), "vCPU 1");
     assert!(w.platform.contexts.is_empty());
 }
+
+#[test]
+fn scheduler_op_sets_and_reads_credit_parameters() {
+    let mut w = World::new(true);
+    let c = |weight, cap| XenDomctlSchedCredit { weight, cap };
+    let (a, op) = domctl(&mut w, &XenDomctl::sched_credit(7, XEN_DOMCTL_SCHEDOP_GETINFO, c(0, 0)));
+    assert_eq!(a, ret(Ok(0)));
+    assert_eq!(op.u_scheduler_op().credit(), c(256, 0), "defaults");
+    assert_eq!(domctl(&mut w, &XenDomctl::sched_credit(7, XEN_DOMCTL_SCHEDOP_PUTINFO, c(1024, 50))).0, ret(Ok(0)));
+    assert_eq!(domctl(&mut w, &XenDomctl::sched_credit(7, XEN_DOMCTL_SCHEDOP_PUTINFO, c(0, u16::MAX))).0, ret(Ok(0)));
+    let (_, op) = domctl(&mut w, &XenDomctl::sched_credit(7, XEN_DOMCTL_SCHEDOP_GETINFO, c(0, 0)));
+    assert_eq!(op.u_scheduler_op().credit(), c(1024, 50), "0 and 0xffff leave them");
+    assert_eq!(
+        domctl(&mut w, &XenDomctl::sched_credit(7, XEN_DOMCTL_SCHEDOP_PUTINFO, c(1, 101))).0,
+        ret(Err(Errno::EINVAL))
+    );
+    let mut other = XenDomctl::sched_credit(7, XEN_DOMCTL_SCHEDOP_GETINFO, c(0, 0));
+    let mut s = other.u_scheduler_op();
+    s.sched_id = XEN_SCHEDULER_CREDIT2;
+    other.set_u_scheduler_op(&s);
+    assert_eq!(domctl(&mut w, &other).0, ret(Err(Errno::EINVAL)), "not the running scheduler");
+    assert_eq!(
+        domctl(&mut w, &XenDomctl::sched_credit(40, XEN_DOMCTL_SCHEDOP_GETINFO, c(0, 0))).0,
+        ret(Err(Errno::ESRCH))
+    );
+}
