@@ -704,6 +704,62 @@ impl<H: Hypercall> Hypercalls<H> {
         unsafe { self.batch(nr::MMUEXT_OP, ops.as_ptr() as u64, ops.len()) }
     }
 
+    /// `mmu_update(reqs, count, &done, foreigndom)`: as
+    /// [`Hypercalls::mmu_update`], with the frames the requests name
+    /// (entries' targets, [`crate::mm::MMU_MACHPHYS_UPDATE`]'s `ptr`) owned
+    /// by domain `foreigndom` rather than the caller: how the control
+    /// domain records the M2P of a domain it builds, or maps that domain's
+    /// frames into its own page tables. The page tables written are still
+    /// the caller's. Only a privileged caller may name another domain
+    /// (else `EPERM`); one that does not exist is `ESRCH`.
+    ///
+    /// # Safety
+    ///
+    /// As [`Hypercalls::mmu_update`].
+    pub unsafe fn mmu_update_foreign(&self, reqs: &[MmuUpdate], foreigndom: u16) -> Result<u32, BatchError> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.batch_as(nr::MMU_UPDATE, reqs.as_ptr() as u64, reqs.len(), foreigndom) }
+    }
+
+    /// `mmuext_op(ops, count, &done, foreigndom)`: as
+    /// [`Hypercalls::mmuext_op`], on frames of domain `foreigndom` (the
+    /// control domain pinning the page tables of a domain it builds with
+    /// `MMUEXT_PIN_L4_TABLE`). Privileged callers only (else `EPERM`).
+    ///
+    /// # Safety
+    ///
+    /// As [`Hypercalls::mmuext_op`]: the ops must not change what this
+    /// kernel runs on (a base-pointer op names this domain's tables).
+    pub unsafe fn mmuext_op_foreign(&self, ops: &[MmuextOp], foreigndom: u16) -> Result<u32, BatchError> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.batch_as(nr::MMUEXT_OP, ops.as_ptr() as u64, ops.len(), foreigndom) }
+    }
+
+    /// `update_va_mapping_otherdomain(va, pte, flags, domid)`: as
+    /// [`Hypercalls::update_va_mapping`] (the entry for `va` in the
+    /// caller's current page tables), with the frame `pte` maps owned by
+    /// domain `domid`: a control domain's foreign mapping of a domain it
+    /// builds. Xen validates `pte` against `domid`'s frame (a writable
+    /// mapping of one of its page tables is refused). Privileged callers
+    /// only (else `EPERM`).
+    ///
+    /// # Safety
+    ///
+    /// As [`Hypercalls::update_va_mapping`]; and a writable mapping of a
+    /// foreign frame is removed before that domain is destroyed (until
+    /// then it holds a reference that keeps the domain from dying).
+    pub unsafe fn update_va_mapping_otherdomain(
+        &self,
+        va: u64,
+        pte: u64,
+        flags: u64,
+        domid: u16,
+    ) -> Result<u64, Errno> {
+        // SAFETY: plain values; the old and new mappings are the caller's
+        // promise.
+        unsafe { self.call(nr::UPDATE_VA_MAPPING_OTHERDOMAIN, [va, pte, flags, u64::from(domid), 0]) }
+    }
+
     /// One batch hypercall `(list, count, &done, DOMID_SELF)`.
     ///
     /// # Safety
@@ -711,6 +767,16 @@ impl<H: Hypercall> Hypercalls<H> {
     /// `list` points to `count` requests of the kind hypercall `nr` reads;
     /// as [`Hypercalls::mmu_update`] for what they do.
     unsafe fn batch(&self, nr: u64, list: u64, count: usize) -> Result<u32, BatchError> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.batch_as(nr, list, count, DOMID_SELF) }
+    }
+
+    /// One batch hypercall `(list, count, &done, foreigndom)`.
+    ///
+    /// # Safety
+    ///
+    /// As [`Hypercalls::batch`].
+    unsafe fn batch_as(&self, nr: u64, list: u64, count: usize, foreigndom: u16) -> Result<u32, BatchError> {
         let Ok(count) = u32::try_from(count) else {
             return Err(BatchError { errno: Errno::EINVAL, done: 0 });
         };
@@ -721,7 +787,7 @@ impl<H: Hypercall> Hypercalls<H> {
         // slot. The high half is a guard, so a hypervisor that writes more
         // is caught (EOVERFLOW) rather than corrupting the stack.
         let mut slot: u64 = u64::from(DONE_GUARD) << 32;
-        let args = [list, u64::from(count), ptr_mut(&mut slot), u64::from(DOMID_SELF), 0];
+        let args = [list, u64::from(count), ptr_mut(&mut slot), u64::from(foreigndom), 0];
         // SAFETY: the hypervisor reads `count` requests at `list` (the
         // caller's promise) and writes the u32 at the start of `slot`;
         // what the requests do is the caller's promise.
@@ -1069,6 +1135,27 @@ mod tests {
         assert_eq!((calls[0].1[0], calls[0].1[1], calls[0].1[3]), (reqs.as_ptr() as u64, 3, u64::from(DOMID_SELF)));
         assert_eq!(calls[1].0, nr::MMUEXT_OP);
         assert_eq!(calls[1].1[1], 1);
+    }
+
+    #[test]
+    fn foreign_variants_name_the_other_domain() {
+        use crate::mm::{MMUEXT_PIN_L4_TABLE, MMU_MACHPHYS_UPDATE, UVMF_INVLPG};
+        let h = Hypercalls::new(Fake { calls: RefCell::new(Vec::new()), answer: 0, done: 1, done_width: 4 });
+        let req = [MmuUpdate { ptr: 0x1234_5000 | MMU_MACHPHYS_UPDATE, val: 7 }];
+        let pin = [MmuextOp { cmd: MMUEXT_PIN_L4_TABLE, _pad0: 0, arg1: 0x1234, arg2: 0 }];
+        // SAFETY: the fake transport changes no mapping.
+        assert_eq!(unsafe { h.mmu_update_foreign(&req, 5) }, Ok(1));
+        // SAFETY: as above.
+        assert_eq!(unsafe { h.mmuext_op_foreign(&pin, 5) }, Ok(1));
+        // SAFETY: as above.
+        assert_eq!(unsafe { h.update_va_mapping_otherdomain(0x7000, 0x1234_5067, UVMF_INVLPG, 5) }, Ok(0));
+        let calls = h.transport().calls.borrow();
+        assert_eq!(
+            (calls[0].0, calls[0].1[0], calls[0].1[1], calls[0].1[3]),
+            (nr::MMU_UPDATE, req.as_ptr() as u64, 1, 5)
+        );
+        assert_eq!((calls[1].0, calls[1].1[0], calls[1].1[3]), (nr::MMUEXT_OP, pin.as_ptr() as u64, 5));
+        assert_eq!(calls[2], (nr::UPDATE_VA_MAPPING_OTHERDOMAIN, [0x7000, 0x1234_5067, UVMF_INVLPG, 5, 0]));
     }
 
     #[test]

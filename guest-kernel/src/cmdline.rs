@@ -13,6 +13,10 @@
 //! once, with a decimal (or `0x` hexadecimal) value in range; one it
 //! requires must be there; plain words are ignored. Anything else is a
 //! [`CmdlineError`], which says what is wrong in one line.
+//!
+//! A `--` word after the workload's name ends its parameters: the rest of
+//! the line is not parsed, but left to the workload as it is
+//! ([`passed_on`]; `build` gives it to the domain it builds).
 
 use crate::text::Escaped;
 use core::fmt;
@@ -55,6 +59,10 @@ pub enum Workload {
     /// Use the control hypercalls (`domctl`, `sysctl`): `count`
     /// create/destroy cycles and their errors.
     Control,
+    /// Build a domain of `memory_mib` MiB from the kernel image in the
+    /// ramdisk with the toolstack's domain builder, run it until it shuts
+    /// down, destroy it; `count` times.
+    Build,
 }
 
 /// One parameter a workload takes.
@@ -80,6 +88,8 @@ const SLEEP: &[Param] = &[
 ];
 const BENCH_YIELD: &[Param] = &[Param { key: "count", default: Some(10_000), max: u32::MAX as u64 }];
 const CONTROL: &[Param] = &[Param { key: "count", default: Some(1_000), max: u32::MAX as u64 }];
+const BUILD: &[Param] =
+    &[Param { key: "memory_mib", default: Some(16), max: 1024 }, Param { key: "count", default: Some(1), max: 1000 }];
 
 /// Most parameters a workload takes.
 pub const MAX_PARAMS: usize = 2;
@@ -103,6 +113,7 @@ impl Workload {
         Workload::YieldSpin,
         Workload::BenchYield,
         Workload::Control,
+        Workload::Build,
     ];
 
     /// The workload's command-line name.
@@ -124,6 +135,7 @@ impl Workload {
             Workload::YieldSpin => "yield-spin",
             Workload::BenchYield => "bench-yield",
             Workload::Control => "control",
+            Workload::Build => "build",
         }
     }
 
@@ -135,6 +147,7 @@ impl Workload {
             Workload::Sleep => SLEEP,
             Workload::BenchYield => BENCH_YIELD,
             Workload::Control => CONTROL,
+            Workload::Build => BUILD,
             _ => &[],
         }
     }
@@ -142,7 +155,7 @@ impl Workload {
 
 /// The workloads' names, for messages.
 pub const KNOWN: &str = "selftest, bench, reboot, crash, fault-no-handler, fault-bad-stack, privileged, hostile, \
-                         ping, pong, spin, sleep, block, yield-spin, bench-yield, control";
+                         ping, pong, spin, sleep, block, yield-spin, bench-yield, control, build";
 
 const _: () = assert!(MAX_PARAMS >= PEER_COUNT.len() && MAX_PARAMS >= SLEEP.len());
 
@@ -254,7 +267,7 @@ pub fn parse(cmdline: &[u8]) -> Result<Invocation, CmdlineError<'_>> {
     let params = workload.params();
     let mut given: [Option<u64>; MAX_PARAMS] = [None; MAX_PARAMS];
     if !params.is_empty() {
-        for word in words {
+        for word in words.take_while(|w| *w != b"--") {
             let Some(eq) = word.iter().position(|&b| b == b'=') else {
                 continue;
             };
@@ -273,6 +286,25 @@ pub fn parse(cmdline: &[u8]) -> Result<Invocation, CmdlineError<'_>> {
         values[i] = given[i].or(p.default).ok_or(CmdlineError::Missing(workload, p.key))?;
     }
     Ok(Invocation { workload, values })
+}
+
+/// The text after the first `--` word, without the whitespace around it,
+/// if the line has one: what the workload passes on unparsed.
+pub fn passed_on(cmdline: &[u8]) -> Option<&[u8]> {
+    let line = until_nul(cmdline);
+    let mut start = 0;
+    while start < line.len() {
+        if line[start].is_ascii_whitespace() {
+            start += 1;
+            continue;
+        }
+        let end = line[start..].iter().position(u8::is_ascii_whitespace).map_or(line.len(), |n| start + n);
+        if &line[start..end] == b"--" {
+            return Some(line[end..].trim_ascii());
+        }
+        start = end;
+    }
+    None
 }
 
 /// The workload a command line asks for; `Err(word)` for an unknown one.
@@ -341,6 +373,19 @@ mod tests {
         assert_eq!(parse(b"count=5 bench-yield count=7").unwrap().get("count"), 7);
         // A workload without parameters ignores what follows.
         assert_eq!(parse(b"block ms=5").unwrap().workload, Workload::Block);
+    }
+
+    #[test]
+    fn dashes_end_the_parameters() {
+        let inv = parse(b"build count=3 -- sleep ms=5 count=9").unwrap();
+        assert_eq!((inv.workload, inv.get("memory_mib"), inv.get("count")), (Workload::Build, 16, 3));
+        assert_eq!(passed_on(b"build count=3 -- sleep ms=5 count=9\0junk"), Some(&b"sleep ms=5 count=9"[..]));
+        assert_eq!(passed_on(b"build --  reboot  "), Some(&b"reboot"[..]));
+        assert_eq!(passed_on(b"build --"), Some(&b""[..]));
+        assert_eq!(passed_on(b"build memory_mib=8"), None);
+        assert_eq!(passed_on(b"build --x -- a--b"), Some(&b"a--b"[..]));
+        // `--` before a workload's name is not a workload.
+        assert_eq!(workload(b"-- build"), Err(&b"--"[..]));
     }
 
     #[test]

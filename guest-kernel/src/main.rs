@@ -1,7 +1,8 @@
 //! The guest kernel image: the PV runtime plus its workloads, chosen by the
 //! command line (`selftest`, the default, `bench`, one of the misbehaving
 //! workloads in `hostile`, the attack suite among them, the event-channel
-//! pair in `pingpong`, or the scheduling loads in `loads`).
+//! pair in `pingpong`, the scheduling loads in `loads`, the control
+//! hypercalls in `control`, or building a domain in `build`).
 //!
 //! On the host this file builds to a program that says it is an image.
 #![cfg_attr(target_os = "none", no_std)]
@@ -12,6 +13,8 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod bench;
+#[cfg(target_os = "none")]
+mod build;
 #[cfg(target_os = "none")]
 mod control;
 #[cfg(target_os = "none")]
@@ -81,6 +84,7 @@ fn main() -> ! {
         Workload::YieldSpin => loads::yield_spin(),
         Workload::BenchYield => bench::yield_switch(inv.get("count")),
         Workload::Control => control::run(inv.get("count")),
+        Workload::Build => build::run(inv.get("memory_mib"), inv.get("count")),
     }
 }
 

@@ -340,6 +340,11 @@ impl Platform for Machine {
         (v.kernel_table, v.user_table, v.vcpu_info_at) = kept;
         slot.regs = init.regs;
         slot.selectors = init.selectors;
+        // The builder wrote a fresh shared-info page: give it the time, as
+        // Xen does when a vCPU is initialised.
+        // SAFETY: the domain's own shared-info frame; it is not running, and
+        // nothing else refers to the page while this handler runs.
+        crate::clock::publish_to(unsafe { &mut *domains::shared_info_ptr(slot.shared_info) });
         drop(guard);
         if init.online && sched(|s| s.up(vcpu0(dom))) {
             RESCHEDULE.store(true, Ordering::Relaxed);

@@ -7,8 +7,9 @@
 //! `dpkg -x` and gunzips into `target/xen-cache/` (`Need::RealXen`); it is
 //! never installed. Xen is a multiboot image: QEMU's `-kernel` boots it,
 //! and the first `-initrd` module (with its command line after a space)
-//! becomes dom0. Dom0's `console_io` output reaches the serial port as it
-//! is; Xen's own lines start with `(XEN) `.
+//! becomes dom0, the second (if any) dom0's ramdisk. Dom0's `console_io`
+//! output reaches the serial port as it is; Xen's own lines start with
+//! `(XEN) `.
 
 use crate::{workspace_root, Outcome, Qemu};
 use std::path::{Path, PathBuf};
@@ -53,6 +54,13 @@ pub fn xen_image() -> Result<PathBuf, String> {
 /// image) as dom0, `args` as its command line.
 pub fn dom0(kernel: &Path, args: &str) -> Result<Qemu, String> {
     Ok(Qemu::new(xen_image()?).cmdline(XEN_CMDLINE).memory_mib(XEN_MEMORY_MIB).module(kernel, args))
+}
+
+/// As [`dom0`], with `ramdisk` as dom0's initial ramdisk: the module after
+/// dom0's kernel, which Xen loads after the kernel in dom0's initial
+/// mapping (`start_info.mod_start`, `mod_len`).
+pub fn dom0_with_ramdisk(kernel: &Path, args: &str, ramdisk: &Path) -> Result<Qemu, String> {
+    Ok(dom0(kernel, args)?.module(ramdisk, ""))
 }
 
 /// How Xen reported the end of dom0 (or of itself).
