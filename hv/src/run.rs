@@ -32,6 +32,7 @@ use hv::mm::pagetype::{GuestFrames, PageTypes};
 use hv::mm::Mfn;
 use hv::regs::{Regs, SYSCALL_VECTOR};
 use hv::sched::{VcpuId, VcpuState, NO_DEADLINE};
+use hv::sync::SpinLock;
 use hv::trap::{self, Exception};
 
 /// No domain is on the CPU.
@@ -47,6 +48,10 @@ static TIMERS_CHANGED: AtomicBool = AtomicBool::new(false);
 /// When the scheduler's last decision ends (system time; `u64::MAX`: only
 /// an event changes it).
 static DECISION_ENDS: AtomicU64 = AtomicU64::new(u64::MAX);
+/// Domains the control domain asked to shut down (`SCHEDOP_remote_shutdown`),
+/// stopped on the way out of its entry.
+static REMOTE_STOPS: SpinLock<[Option<ShutdownReason>; domains::MAX_DOMAINS]> =
+    SpinLock::new([None; domains::MAX_DOMAINS]);
 /// A control operation (unpausing a domain) may have changed what should
 /// run.
 static RESCHEDULE: AtomicBool = AtomicBool::new(false);
@@ -352,6 +357,19 @@ impl Platform for Machine {
         Ok(())
     }
 
+    fn remote_shutdown(&mut self, dom: DomId, reason: ShutdownReason) -> Result<(), Errno> {
+        if !exists(dom) {
+            return Err(Errno::ESRCH);
+        }
+        // Stopping a domain touches every slot (the caller's is held now):
+        // it happens on the way out of this entry.
+        if let Some(slot) = REMOTE_STOPS.lock().get_mut(usize::from(dom)) {
+            *slot = Some(reason);
+        }
+        RESCHEDULE.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn sched_params(&mut self, dom: DomId) -> Result<hv::sched::Params, Errno> {
         SCHED.lock().as_ref().ok_or(Errno::ESRCH)?.params(dom).map_err(|e| e.errno())
     }
@@ -586,7 +604,16 @@ fn after(regs: &mut Regs, cur: DomId, next: Next) {
         resched |= fire_timers(crate::clock::now());
     }
     resched |= wake_signalled();
-    resched |= RESCHEDULE.swap(false, Ordering::Relaxed);
+    if RESCHEDULE.swap(false, Ordering::Relaxed) {
+        resched = true;
+        for dom in 0..domains::MAX_DOMAINS as DomId {
+            let asked = REMOTE_STOPS.lock().get_mut(usize::from(dom)).and_then(Option::take);
+            if let Some(reason) = asked {
+                log::info!("d{dom}: shut down by the control domain ({reason:?})");
+                stop_domain(dom, Stopped::Shutdown(reason));
+            }
+        }
+    }
     if resched || TIMERS_CHANGED.load(Ordering::Relaxed) {
         schedule(regs, resched);
         // The vCPU now on the CPU may be another, or have been woken by an

@@ -130,6 +130,9 @@ pub trait Platform: GuestCpu {
     /// vCPU 0 of `dom` (not the caller), or `None` if it never had a
     /// context (`-ESRCH` without such a domain).
     fn vcpu_context(&mut self, dom: DomId) -> Result<Option<abi::arch::VcpuGuestContext>, Errno>;
+    /// Shuts domain `dom` (not the caller) down for `reason`, as if it had
+    /// asked (`SCHEDOP_remote_shutdown`).
+    fn remote_shutdown(&mut self, dom: DomId, reason: ShutdownReason) -> Result<(), Errno>;
     /// Domain `dom`'s scheduling parameters (any domain, the caller too).
     fn sched_params(&mut self, dom: DomId) -> Result<crate::sched::Params, Errno>;
     /// Sets domain `dom`'s scheduling parameters (checked by the caller).
@@ -451,6 +454,8 @@ pub(crate) mod testing {
         pub conring: crate::conring::ConsoleRing<64>,
         /// What `physinfo` answers.
         pub phys: PhysInfo,
+        /// Every `remote_shutdown`, in order.
+        pub remote_shutdowns: Vec<(DomId, ShutdownReason)>,
         /// Scheduling parameters set.
         pub params: std::collections::HashMap<DomId, crate::sched::Params>,
         /// vCPU contexts installed in other domains.
@@ -508,6 +513,7 @@ pub(crate) mod testing {
                 phys: PhysInfo { total_pages: FRAMES, free_pages: 32, max_mfn: FRAMES - 1, cpu_khz: 2_000_000 },
                 contexts: std::collections::HashMap::new(),
                 params: std::collections::HashMap::new(),
+                remote_shutdowns: Vec::new(),
             }
         }
 
@@ -686,6 +692,11 @@ pub(crate) mod testing {
             let mut vcpu = init.vcpu.clone();
             vcpu.kernel_table = kernel;
             self.contexts.insert(dom, (vcpu, init.regs, init.selectors));
+            Ok(())
+        }
+        fn remote_shutdown(&mut self, dom: DomId, reason: ShutdownReason) -> Result<(), Errno> {
+            self.info_mut(dom)?;
+            self.remote_shutdowns.push((dom, reason));
             Ok(())
         }
         fn sched_params(&mut self, dom: DomId) -> Result<crate::sched::Params, Errno> {

@@ -37,10 +37,36 @@ pub(super) fn sched_op(ctx: &mut Ctx<'_>, [cmd, arg, ..]: [u64; 5]) -> Action {
             }
             Err(e) => Action::Return(Err(e)),
         },
-        // Shutting down another domain is the toolstack's, which does not
-        // exist yet; watchdog and pin_override are not provided.
+        SCHEDOP_REMOTE_SHUTDOWN => remote_shutdown(ctx, GuestPtr(arg)),
+        // Watchdog and pin_override are not provided.
         _ => Action::Return(Err(Errno::ENOSYS)),
     }
+}
+
+// SAFETY: as for `SchedPoll`.
+unsafe impl Pod for SchedRemoteShutdown {}
+
+/// `SCHEDOP_remote_shutdown`: the control domain shuts a domain down with
+/// a reason (the toolstack's `shutdown`, `reboot`). Xen's order: the
+/// argument (`-EFAULT`), the domain (`-ESRCH`), the caller's privilege
+/// (`-EPERM`); a reason that is not `SHUTDOWN_*` is `-EINVAL`. Its own id
+/// shuts the caller down.
+fn remote_shutdown(ctx: &mut Ctx<'_>, arg: GuestPtr) -> Action {
+    let Ok(r) = guest::read_obj::<SchedRemoteShutdown, _>(ctx.mem, arg) else {
+        return Action::Return(Err(Errno::EFAULT));
+    };
+    let own = r.domain_id == ctx.domain.id;
+    if !own && ctx.platform.domain_pages(r.domain_id).is_err() {
+        return Action::Return(Err(Errno::ESRCH));
+    }
+    if !ctx.domain.privileged {
+        return Action::Return(Err(Errno::EPERM));
+    }
+    let Ok(reason) = ShutdownReason::try_from(r.reason) else { return Action::Return(Err(Errno::EINVAL)) };
+    if own {
+        return Action::Shutdown(reason);
+    }
+    Action::Return(ctx.platform.remote_shutdown(r.domain_id, reason).map(|()| 0))
 }
 
 fn reason(ctx: &mut Ctx<'_>, arg: u64) -> Result<ShutdownReason, Errno> {
@@ -198,10 +224,28 @@ mod tests {
         w.regs.rax = 7;
         assert_eq!(w.call(SCHED_OP, &[SCHEDOP_YIELD.into()]), Action::Yield);
         assert_eq!(w.ret(), 0);
-        for cmd in [SCHEDOP_REMOTE_SHUTDOWN, SCHEDOP_WATCHDOG, SCHEDOP_PIN_OVERRIDE, 99] {
+        for cmd in [SCHEDOP_WATCHDOG, SCHEDOP_PIN_OVERRIDE, 99] {
             assert_eq!(w.call(SCHED_OP, &[cmd.into(), MEM_BASE]), Action::Return(Err(Errno::ENOSYS)));
         }
         assert_eq!(w.call(SCHED_OP, &[1 << 32]), Action::Return(Err(Errno::ENOSYS)));
+    }
+
+    #[test]
+    fn remote_shutdown_in_xens_order() {
+        let rs = |w: &mut World, domain_id, reason| {
+            guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &SchedRemoteShutdown { domain_id, _pad0: 0, reason })
+                .unwrap();
+            w.call(SCHED_OP, &[SCHEDOP_REMOTE_SHUTDOWN.into(), MEM_BASE])
+        };
+        let mut w = World::new(false);
+        assert_eq!(rs(&mut w, 40, SHUTDOWN_POWEROFF), Action::Return(Err(Errno::ESRCH)), "no domain 40");
+        assert_eq!(rs(&mut w, 2, SHUTDOWN_POWEROFF), Action::Return(Err(Errno::EPERM)), "not privileged");
+        let mut w = World::new(true);
+        assert_eq!(w.call(SCHED_OP, &[SCHEDOP_REMOTE_SHUTDOWN.into(), 0]), Action::Return(Err(Errno::EFAULT)));
+        assert_eq!(rs(&mut w, 2, 77), Action::Return(Err(Errno::EINVAL)));
+        assert_eq!(rs(&mut w, 2, SHUTDOWN_REBOOT), Action::Return(Ok(0)));
+        assert_eq!(w.platform.remote_shutdowns, [(2, ShutdownReason::Reboot)]);
+        assert_eq!(rs(&mut w, 0, SHUTDOWN_POWEROFF), Action::Shutdown(ShutdownReason::Poweroff), "itself");
     }
 
     #[test]
