@@ -128,6 +128,12 @@ pub struct CmdLine<'a> {
     pub debug_fault: Option<DebugFault>,
     /// `dom0_mem=`: dom0's memory in bytes (default [`DEFAULT_DOM0_MEM`]).
     pub dom0_mem: u64,
+    /// `domu_console=ring|serial`: where the console output of domains the
+    /// toolstack created goes: only to the console ring, for dom0 to serve
+    /// (`ring`, the default), or also to the serial port with a `(dN)`
+    /// prefix (`serial`). Boot-time domUs, which no toolstack serves,
+    /// always print to the serial port.
+    pub domu_console_serial: bool,
     /// Problems found while parsing.
     warnings: FixedVec<Option<Warning<'a>>, 8>,
 }
@@ -163,6 +169,7 @@ impl<'a> CmdLine<'a> {
             log_level: LogLevel::Info,
             debug_fault: None,
             dom0_mem: DEFAULT_DOM0_MEM,
+            domu_console_serial: false,
             warnings: FixedVec::new(),
         };
         let mut words = line.split_ascii_whitespace().peekable();
@@ -188,6 +195,9 @@ impl<'a> CmdLine<'a> {
                     Some(bytes) if bytes >= 1 << 20 => cmd.dom0_mem = bytes,
                     _ => cmd.warn(Warning::BadValue { option, value: v, expected: "a size of at least 1M, like 64M" }),
                 },
+                ("domu_console", Some("ring")) => cmd.domu_console_serial = false,
+                ("domu_console", Some("serial")) => cmd.domu_console_serial = true,
+                ("domu_console", Some(v)) => cmd.warn(Warning::BadValue { option, value: v, expected: "ring|serial" }),
                 _ => cmd.warn(Warning::UnknownOption(word)),
             }
         }
@@ -268,6 +278,14 @@ mod tests {
         let w = warnings(line);
         assert_eq!(w.len(), 8);
         assert_eq!(w[7], "more command-line problems than shown");
+    }
+
+    #[test]
+    fn domu_console() {
+        assert!(!CmdLine::parse("").domu_console_serial);
+        assert!(CmdLine::parse("domu_console=serial").domu_console_serial);
+        assert!(!CmdLine::parse("domu_console=serial domu_console=ring").domu_console_serial);
+        assert_eq!(warnings("domu_console=tty"), ["bad value 'tty' for domu_console= (expected ring|serial); ignored"]);
     }
 
     #[test]

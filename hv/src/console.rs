@@ -57,9 +57,34 @@ pub fn emergency(args: fmt::Arguments<'_>) {
 }
 
 /// Writes the prefix that starts each line of domain `dom`'s console
-/// output (`(d1) `, as Xen marks guest output).
-pub fn guest_prefix(dom: u16) {
-    let _ = write!(Serial, "(d{dom}) ");
+/// output (`(d1) `, as Xen marks guest output); with `ring_only`, into the
+/// console ring alone.
+pub fn guest_prefix(dom: u16, ring_only: bool) {
+    if ring_only {
+        let _ = write!(RingOnly, "(d{dom}) ");
+    } else {
+        let _ = write!(Serial, "(d{dom}) ");
+    }
+}
+
+/// Writes a domain's console output: to the serial port and the ring, or
+/// with `ring_only` to the ring alone (dom0 serves it).
+pub fn guest_output(bytes: &[u8], ring_only: bool) {
+    if ring_only {
+        CONRING.lock().push(bytes);
+    } else {
+        output(bytes);
+    }
+}
+
+/// A `fmt::Write` sink for the console ring alone.
+struct RingOnly;
+
+impl Write for RingOnly {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        CONRING.lock().push(s.as_bytes());
+        Ok(())
+    }
 }
 
 struct Logger;

@@ -41,6 +41,14 @@ pub struct Slot {
 /// Every domain, by id.
 pub static DOMAINS: [SpinLock<Option<Slot>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
 
+/// Domains the toolstack created whose console output stays in the
+/// console ring (see `domu_console=`).
+pub static QUIET_CONSOLE: [core::sync::atomic::AtomicBool; MAX_DOMAINS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; MAX_DOMAINS];
+
+/// Whether `domu_console=serial` was given.
+pub static DOMU_CONSOLE_SERIAL: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// Ids whose destroyed domain left frames that something else still
 /// referenced: they stay owned under the id, so it is not given out again.
 pub static ZOMBIES: [core::sync::atomic::AtomicBool; MAX_DOMAINS] =

@@ -65,6 +65,12 @@ pub fn create_empty(new: &NewDomain) -> Result<DomId, Errno> {
     if let Some(lock) = DOMAINS.get(usize::from(id)) {
         *lock.lock() = Some(Slot { domain, shared_info, regs: Regs::default(), selectors: [0; 4], managed: true });
     }
+    if let Some(q) = domains::QUIET_CONSOLE.get(usize::from(id)) {
+        q.store(
+            !domains::DOMU_CONSOLE_SERIAL.load(core::sync::atomic::Ordering::Relaxed),
+            core::sync::atomic::Ordering::Relaxed,
+        );
+    }
     log::debug!("d{id}: created (empty, paused)");
     Ok(id)
 }

@@ -127,11 +127,14 @@ impl Platform for Machine {
             console::output(bytes);
             return;
         };
+        // A toolstack-created domain's console is dom0's to serve: its
+        // lines go to the ring only (unless `domu_console=serial`).
+        let quiet = domains::QUIET_CONSOLE.get(usize::from(domain)).is_some_and(|q| q.load(Ordering::Relaxed));
         for line in bytes.split_inclusive(|&b| b == b'\n') {
             if at_start.load(Ordering::Relaxed) {
-                console::guest_prefix(domain);
+                console::guest_prefix(domain, quiet);
             }
-            console::output(line);
+            console::guest_output(line, quiet);
             at_start.store(line.ends_with(b"\n"), Ordering::Relaxed);
         }
     }
@@ -901,6 +904,12 @@ fn destroy_domain(dom: DomId, level: log::Level) {
     }
     // No stale translation of a freed frame may survive.
     cpu::flush_tlb();
+    if let Some(q) = domains::QUIET_CONSOLE.get(usize::from(dom)) {
+        q.store(false, Ordering::Relaxed);
+    }
+    if let Some(a) = AT_LINE_START.get(usize::from(dom)) {
+        a.store(true, Ordering::Relaxed);
+    }
     if still_used > 0 {
         if let Some(z) = domains::ZOMBIES.get(usize::from(dom)) {
             z.store(true, Ordering::Relaxed);

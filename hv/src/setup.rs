@@ -106,6 +106,7 @@ extern "C" fn hv_start64(magic: u32, mbi: u32) -> ! {
     }
     crate::memory::init_policy();
 
+    domains::DOMU_CONSOLE_SERIAL.store(cmdline.domu_console_serial, core::sync::atomic::Ordering::Relaxed);
     let dom0 = start_domains(info.modules.as_slice(), cmdline.dom0_mem);
     crate::run::start(dom0)
 }

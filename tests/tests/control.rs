@@ -45,7 +45,12 @@ fn a_domu_calling_domctl_gets_eperm() {
 fn dom0_builds_runs_and_destroys_domus_from_its_ramdisk() {
     let guest = image("guest-kernel.elf").unwrap_or_else(|e| panic!("{e}"));
     let minimal = image("minimal-guest.elf").unwrap_or_else(|e| panic!("{e}"));
-    let q = Qemu::hypervisor().unwrap_or_else(|e| panic!("{e}")).module(&guest, "build count=2").module(&minimal, "");
+    // The domUs' console lines go to the serial port too, to be seen here.
+    let q = Qemu::hypervisor()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .cmdline("domu_console=serial")
+        .module(&guest, "build count=2")
+        .module(&minimal, "");
     let o = q.run(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert!(o.serial.lines().any(|l| l == "BUILD pass=2 fail=0"), "{}", o.report());
     assert_eq!(
@@ -68,8 +73,21 @@ fn a_built_domu_has_a_wall_clock() {
     let guest = image("guest-kernel.elf").unwrap_or_else(|e| panic!("{e}"));
     let q = Qemu::hypervisor()
         .unwrap_or_else(|e| panic!("{e}"))
+        .cmdline("domu_console=serial")
         .module(&guest, "build memory_mib=32 -- selftest")
         .module(&guest, "");
     let o = q.run(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert!(o.serial.lines().any(|l| l == "(d1) TEST time ok"), "{}", o.report());
+}
+
+/// By default a toolstack-created domain's console output is kept for dom0
+/// (the console ring), not printed on the hypervisor's serial console.
+#[test]
+fn a_created_domains_console_goes_to_the_ring_for_dom0() {
+    let guest = image("guest-kernel.elf").unwrap_or_else(|e| panic!("{e}"));
+    let minimal = image("minimal-guest.elf").unwrap_or_else(|e| panic!("{e}"));
+    let q = Qemu::hypervisor().unwrap_or_else(|e| panic!("{e}")).module(&guest, "build").module(&minimal, "");
+    let o = q.run(TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(o.serial.lines().any(|l| l == "BUILD pass=1 fail=0"), "{}", o.report());
+    assert!(!o.serial.lines().any(|l| l.starts_with("(d1) ")), "printed on the serial port\n{}", o.report());
 }
