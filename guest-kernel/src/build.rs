@@ -44,7 +44,7 @@
 //! `on_poweroff`/`on_reboot`/`on_crash` are not acted on: every domain is
 //! destroyed once it has shut down.
 
-mod ops;
+pub(crate) mod ops;
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -145,7 +145,7 @@ fn set_up(memory_mib: u64) -> Result<Env, String> {
 /// Dom0's ramdisk: `mod_len` bytes at `mod_start` (a virtual address, or a
 /// pfn with `SIF_MOD_START_PFN`), which must lie in the boot layout after
 /// the kernel image and before the frames the kernel allocates from.
-fn ramdisk() -> Result<&'static [u8], String> {
+pub(crate) fn ramdisk() -> Result<&'static [u8], String> {
     let si = start_info();
     if si.mod_start == 0 || si.mod_len == 0 {
         return Err("no kernel image: boot dom0 with the domain's kernel as its ramdisk (the next module)".to_string());

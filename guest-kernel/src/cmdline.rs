@@ -16,7 +16,8 @@
 //!
 //! A `--` word after the workload's name ends its parameters: the rest of
 //! the line is not parsed, but left to the workload as it is
-//! ([`passed_on`]; `build` gives it to the domain it builds).
+//! ([`passed_on`]; `build` gives it to the domain it builds, `shell` runs
+//! it as commands).
 
 use crate::text::Escaped;
 use core::fmt;
@@ -63,6 +64,9 @@ pub enum Workload {
     /// ramdisk with the toolstack's domain builder, run it until it shuts
     /// down, destroy it; `count` times.
     Build,
+    /// Run the control domain's interactive shell on the console; the text
+    /// after `--` holds commands, separated by `;`, to run first.
+    Shell,
 }
 
 /// One parameter a workload takes.
@@ -114,6 +118,7 @@ impl Workload {
         Workload::BenchYield,
         Workload::Control,
         Workload::Build,
+        Workload::Shell,
     ];
 
     /// The workload's command-line name.
@@ -136,6 +141,7 @@ impl Workload {
             Workload::BenchYield => "bench-yield",
             Workload::Control => "control",
             Workload::Build => "build",
+            Workload::Shell => "shell",
         }
     }
 
@@ -155,7 +161,7 @@ impl Workload {
 
 /// The workloads' names, for messages.
 pub const KNOWN: &str = "selftest, bench, reboot, crash, fault-no-handler, fault-bad-stack, privileged, hostile, \
-                         ping, pong, spin, sleep, block, yield-spin, bench-yield, control, build";
+                         ping, pong, spin, sleep, block, yield-spin, bench-yield, control, build, shell";
 
 const _: () = assert!(MAX_PARAMS >= PEER_COUNT.len() && MAX_PARAMS >= SLEEP.len());
 
@@ -384,6 +390,11 @@ mod tests {
         assert_eq!(passed_on(b"build --"), Some(&b""[..]));
         assert_eq!(passed_on(b"build memory_mib=8"), None);
         assert_eq!(passed_on(b"build --x -- a--b"), Some(&b"a--b"[..]));
+        assert_eq!(workload(b"shell -- list;exit"), Ok(Workload::Shell));
+        assert_eq!(
+            passed_on(b"shell -- create name=a cmdline=\"x y\";exit"),
+            Some(&b"create name=a cmdline=\"x y\";exit"[..])
+        );
         // `--` before a workload's name is not a workload.
         assert_eq!(workload(b"-- build"), Err(&b"--"[..]));
     }

@@ -5,7 +5,8 @@
 //! Portable parts (host-tested): [`layout`] (link address, pfns, PTE bits,
 //! the address-space map), [`boot`] (start_info checks), [`cmdline`]
 //! (workload selection), [`frame`] (trap frames, trap table), [`text`]
-//! (line-buffered output), [`frame_alloc`] (free guest frames),
+//! (line-buffered output), [`lineedit`] (typed console input, a line at a
+//! time), [`frame_alloc`] (free guest frames),
 //! [`pagetable`] (page-table walks and updates against a hypervisor trait),
 //! [`heap`] (the free list behind the global allocator), [`lock`] and
 //! [`upcall`] (the 2-level event protocol's consumer side).
@@ -33,6 +34,7 @@ pub mod frame;
 pub mod frame_alloc;
 pub mod heap;
 pub mod layout;
+pub mod lineedit;
 pub mod lock;
 pub mod pagetable;
 pub mod text;

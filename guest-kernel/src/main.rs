@@ -2,7 +2,8 @@
 //! command line (`selftest`, the default, `bench`, one of the misbehaving
 //! workloads in `hostile`, the attack suite among them, the event-channel
 //! pair in `pingpong`, the scheduling loads in `loads`, the control
-//! hypercalls in `control`, or building a domain in `build`).
+//! hypercalls in `control`, building a domain in `build`, or the control
+//! domain's interactive `shell`).
 //!
 //! On the host this file builds to a program that says it is an image.
 #![cfg_attr(target_os = "none", no_std)]
@@ -29,6 +30,8 @@ mod privileged;
 mod probe;
 #[cfg(target_os = "none")]
 mod selftest;
+#[cfg(target_os = "none")]
+mod shell;
 
 #[cfg(target_os = "none")]
 guest_kernel::entry!(main);
@@ -85,6 +88,7 @@ fn main() -> ! {
         Workload::BenchYield => bench::yield_switch(inv.get("count")),
         Workload::Control => control::run(inv.get("count")),
         Workload::Build => build::run(inv.get("memory_mib"), inv.get("count")),
+        Workload::Shell => shell::run(),
     }
 }
 

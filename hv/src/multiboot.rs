@@ -26,6 +26,9 @@ mod flags {
 pub const MAX_MODULES: usize = 16;
 /// Longest command line we keep (Xen's limit for guest command lines).
 pub const MAX_CMDLINE: usize = 1024;
+/// Longest module string kept; longer ones are cut (and the boot log says
+/// so). Sixteen of them live in [`BootInfo`] on the boot stack.
+pub const MAX_MODULE_STRING: usize = 256;
 /// Longest string we read, bounding the scan for a missing NUL.
 const MAX_STRING_SCAN: usize = 4096;
 
@@ -43,8 +46,9 @@ pub struct Module {
     pub start: u64,
     /// One past the last byte (physical).
     pub end: u64,
-    /// The module's string: its path, then its arguments.
-    pub string: FixedStr<256>,
+    /// The module's string: its path, then its arguments (at most
+    /// [`MAX_MODULE_STRING`] bytes are kept).
+    pub string: FixedStr<MAX_MODULE_STRING>,
 }
 
 impl Module {

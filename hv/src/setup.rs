@@ -424,6 +424,9 @@ fn init_memory(info: &BootInfo) {
     n += 1;
     for (i, m) in info.modules.as_slice().iter().enumerate() {
         log::info!("module {i}: [{:#x}, {:#x}) {} \"{}\"", m.start, m.end, Size(m.len()), m.string);
+        if m.string.as_str().len() >= hv::multiboot::MAX_MODULE_STRING {
+            log::warn!("module {i}: its string was cut to {} bytes", hv::multiboot::MAX_MODULE_STRING);
+        }
         claims[n] = (FrameRange::covering(m.start, m.end), FrameUse::Module);
         n += 1;
     }

@@ -59,9 +59,14 @@ struct RunArgs {
     #[arg(long, default_value = "")]
     cmdline: String,
     /// A multiboot module: "FILE [ARGS]"; repeat for more. The first is
-    /// dom0. Without any, dom0 is the guest kernel running its selftest.
+    /// dom0. Without any, dom0 is the guest kernel's shell, with the guest
+    /// kernel as its ramdisk (the image `create` builds) and a demo domain.
     #[arg(long = "module", value_name = "FILE [ARGS]")]
     modules: Vec<String>,
+    /// Run these dom0 shell commands (separated by ';') instead of an
+    /// interactive shell, print the output, and exit with their status.
+    #[arg(long, value_name = "COMMANDS", conflicts_with_all = ["modules", "no_dom0"])]
+    batch: Option<String>,
     /// Boot the hypervisor alone, with no dom0.
     #[arg(long, conflicts_with = "modules")]
     no_dom0: bool,
@@ -167,11 +172,15 @@ fn build(release: bool) -> Result<Vec<PathBuf>> {
 fn run(args: RunArgs) -> Result {
     setup::ensure(&[setup::Need::RustTarget, setup::Need::Qemu])?;
     build(!args.debug)?;
+    let guest = hvtest::images_dir().join("guest-kernel.elf").display().to_string();
+    if let Some(commands) = &args.batch {
+        return run_batch(&args, &guest, commands);
+    }
     let mut q = hvtest::Qemu::hypervisor()?.memory_mib(args.memory).cmdline(&args.cmdline);
-    let default_dom0 = [format!("{} selftest", hvtest::images_dir().join("guest-kernel.elf").display())];
+    let default_modules = [format!("{guest} shell -- {DEMO_COMMANDS}"), guest.clone()];
     let modules: &[String] = match (&args.modules[..], args.no_dom0) {
         (_, true) => &[],
-        ([], false) => &default_dom0,
+        ([], false) => &default_modules,
         (given, false) => given,
     };
     for m in modules {
@@ -185,11 +194,65 @@ fn run(args: RunArgs) -> Result {
     let mut qemu_args = q.base_args()?;
     qemu_args.extend(["-serial", "mon:stdio"].map(String::from));
     eprintln!("xtask: booting target/images/hv.elf in QEMU ({} MiB); Ctrl-A X quits", args.memory);
+    if args.modules.is_empty() && !args.no_dom0 {
+        eprintln!("xtask: dom0 is a shell: type 'help' at the 'dom0>' prompt ('list', 'create name=web memory=16 cmdline=\"spin until_ms=60000\"', 'console web', 'destroy web')");
+        eprintln!("xtask: or run commands without a prompt: cargo xtask run --batch \"list; info\"");
+    }
     let s = Command::new(hvtest::QEMU)
         .args(&qemu_args)
         .status()
         .map_err(|e| format!("cannot start {}: {e}", hvtest::QEMU))?;
-    match s.code() {
+    qemu_status(s.code())
+}
+
+/// What the default dom0 shell runs first: a demo domain to look at.
+const DEMO_COMMANDS: &str = "create name=demo memory=16 cmdline=\"sleep ms=1000 rounds=100000\"; list";
+
+/// `cargo xtask run --batch`: boots dom0's shell with `commands` then
+/// `exit`, shows what it printed, and succeeds only if every command did
+/// (the shell's `dom0: exit status=N` line).
+fn run_batch(args: &RunArgs, guest: &str, commands: &str) -> Result {
+    if commands.contains(',') {
+        return Err(Failure::Message(
+            "--batch: commands cannot contain ',' (QEMU's -initrd separates modules with it)".into(),
+        ));
+    }
+    let script = format!("{}; exit", commands.trim().trim_end_matches(';'));
+    // The hypervisor keeps 256 bytes of a module string: the image's path,
+    // `shell -- `, then the script.
+    let room = 256usize.saturating_sub(guest.len() + " shell -- ".len() + 1);
+    if script.len() > room {
+        return Err(Failure::Message(format!(
+            "--batch: the commands are {} bytes; at most {} fit in dom0's module string (shorten them or run the shell interactively)",
+            script.len(),
+            room
+        )));
+    }
+    let q = hvtest::Qemu::hypervisor()?
+        .memory_mib(args.memory)
+        .cmdline(&args.cmdline)
+        .module(Path::new(guest), &format!("shell -- {script}"))
+        .module(Path::new(guest), "")
+        .args(args.qemu_args.clone());
+    let o = q.run(std::time::Duration::from_secs(600))?;
+    print!("{}", o.serial);
+    let status =
+        o.serial.lines().find_map(|l| l.strip_prefix("dom0: exit status=")).and_then(|n| n.trim().parse::<u32>().ok());
+    match (status, o.exit()) {
+        (Some(0), Some(hv::exit::Exit::PowerOff)) => Ok(()),
+        (Some(n), _) => {
+            eprintln!("xtask: {n} command(s) failed");
+            Err(Failure::Status(1))
+        }
+        (None, _) => {
+            eprintln!("xtask: the shell did not finish ({:?})", o.ending);
+            Err(Failure::Status(1))
+        }
+    }
+}
+
+fn qemu_status(code: Option<i32>) -> Result {
+    match code {
         Some(0) => Ok(()),
         Some(code) => {
             let how = hv::exit::Exit::from_qemu_status(code).map_or("QEMU failed", |e| e.describe());

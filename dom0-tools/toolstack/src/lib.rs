@@ -11,10 +11,19 @@
 //! - [`builder`]: the PV domain builder, libxenguest's `xc_dom_*` steps from
 //!   an ELF kernel and a configuration to a paused domain, over a
 //!   [`builder::ControlOps`] trait that stands for the hypercalls.
+//! - [`command`]: the command language of dom0's shell (`list`, `create
+//!   name=web memory=16`, `destroy web`, ...), parsed and checked.
+//! - [`status`]: what a `getdomaininfo` record says: a domain's state, its
+//!   shutdown reason, what its configuration does about it, its list line.
+//! - [`conring`]: one domain's console lines out of the hypervisor's
+//!   console ring.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 pub mod builder;
+pub mod command;
 pub mod config;
+pub mod conring;
+pub mod status;

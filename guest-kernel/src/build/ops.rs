@@ -159,6 +159,12 @@ pub fn domain_info(domid: DomId) -> Result<Option<XenDomctlGetdomaininfo>, Errno
     }
 }
 
+/// `domctl(pausedomain)`: stops a domain running. Pauses nest: each is
+/// undone by one `unpausedomain`.
+pub fn pause(domid: DomId) -> Result<(), Errno> {
+    domctl_other(&mut XenDomctl::pausedomain(domid))
+}
+
 /// `domctl(unpausedomain)`: lets a built domain run.
 pub fn unpause(domid: DomId) -> Result<(), Errno> {
     domctl_other(&mut XenDomctl::unpausedomain(domid))

@@ -1,0 +1,502 @@
+//! `shell [-- <commands separated by ';'>]`: the control domain's
+//! interactive shell on its console.
+//!
+//! Dom0 prints the prompt `dom0> `, reads what is typed with
+//! `console_io(CONSOLEIO_read)` (which never blocks: between empty reads
+//! the shell sleeps [`IDLE_MS`] on its timer), echoes it, and runs a
+//! command per line ([`guest_kernel::lineedit`] edits the line,
+//! [`toolstack::command`] parses it). The commands after `--` on the kernel
+//! command line run first, each shown after the prompt as if typed and
+//! followed by a typist's pause ([`IDLE_MS`], in which the domains run and
+//! their shutdowns are seen). What was typed ahead waits its turn: a line
+//! typed while a command runs is the next command.
+//!
+//! | command | what it does |
+//! |---|---|
+//! | `help` | the commands, a line each |
+//! | `list` | every domain: `ID NAME STATE MEM(MiB) CPU(s)` ([`toolstack::status`]) |
+//! | `create <key>=<value> ...` | builds a domain with the toolstack's builder ([`crate::build::ops`]), unpauses it: `created d<id> '<name>'` |
+//! | `destroy`, `pause`, `unpause <id\|name>` | `domctl` `destroydomain`, `pausedomain`, `unpausedomain` |
+//! | `shutdown`, `reboot <id\|name>` | `sched_op(SCHEDOP_remote_shutdown)`, reason poweroff or reboot |
+//! | `console <id\|name>` | the domain's lines in the console ring, then new ones as they come, until Ctrl-] or the domain's end: `[detached]` |
+//! | `info` | `sysctl physinfo` and the number of domains |
+//! | `dmesg` | the hypervisor's console ring |
+//! | `exit` | `dom0: exit status=<commands that failed>`, then power off |
+//!
+//! A command that fails prints one line, `error: <what>`, and counts
+//! towards the exit status. Names are the shell's own: dom0 is
+//! `Domain-0`, a domain it built has its configuration's name, any other
+//! is `-`; a domain may be named by id, by name, or as `d<id>`.
+//!
+//! # Domains that shut down
+//!
+//! The hypervisor raises `VIRQ_DOM_EXC` in dom0 when a domain shuts down
+//! or dies. The shell binds it and, when it fires (after every command,
+//! and between reads while idle), applies the configuration's
+//! `on_poweroff`/`on_reboot`/`on_crash` to the domains it built
+//! ([`domains`]): `d<id> '<name>' shut down (<reason>): <action>`. Where
+//! the VIRQ cannot be bound, it looks every time instead.
+//!
+//! # Consoles
+//!
+//! There is no PV console ring nor console daemon yet: a domain writes its
+//! console with `console_io`, which the hypervisor keeps in its console
+//! ring as `(d<id>) <line>` (and, for a domain dom0 built, prints on the
+//! serial port only with its `domu_console=serial` option). `console`
+//! reads the ring (`sysctl readconsole`, incrementally) and prints that
+//! domain's lines without the prefix ([`toolstack::conring`]), the ones
+//! the ring still holds, then new ones every [`IDLE_MS`]. Input to the
+//! domain is not supported: what is typed while attached is dropped, up to
+//! Ctrl-], which detaches (what follows it is for the prompt). It also
+//! detaches by itself once the domain has shut down or is gone.
+//!
+//! On this hypervisor dom0's own output goes into the ring too, so the
+//! lines `dmesg` prints would come back as a domain's lines: the shell
+//! notes where its reprint landed (when the ring holds it verbatim) and
+//! `console` leaves it out.
+//!
+//! # On Xen 4.17
+//!
+//! The same hypercalls. A release build of Xen drops a domU's
+//! `console_io` output, so `console` shows nothing there; a debug build
+//! keeps it in the ring (and dom0's output only with `console_to_ring`).
+
+mod domains;
+mod ring;
+
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use abi::domctl::{XEN_DOMINF_DYING, XEN_DOMINF_SHUTDOWN};
+use abi::sched::{ShutdownReason, VIRQ_DOM_EXC};
+use abi::start_info::{SIF_INITDOMAIN, SIF_PRIVILEGED};
+use abi::sysctl::XenSysctl;
+use abi::Errno;
+use guest_kernel::cmdline::passed_on;
+use guest_kernel::console::write_bytes;
+use guest_kernel::event::{self, Port};
+use guest_kernel::hypercall::hv;
+use guest_kernel::lineedit::{Input, LineEditor};
+use guest_kernel::runtime::{shutdown, start_info};
+use guest_kernel::time::{self, NS_PER_MS};
+use guest_kernel::{mm, print, println};
+use toolstack::builder::DomId;
+use toolstack::command::{self, Command, DomainRef, Verb, DEFAULT_KERNEL};
+use toolstack::conring::{GuestLines, Reprints};
+use toolstack::status::{ListRow, LIST_HEADER};
+
+use crate::build::ops::{self, Dom0Ops};
+use crate::build::ramdisk;
+use domains::Domains;
+
+/// The prompt.
+pub const PROMPT: &str = "dom0> ";
+/// Sleep between two empty reads of the console, in ms.
+pub const IDLE_MS: u64 = 10;
+/// Ctrl-]: detaches from a domain's console.
+pub const DETACH: u8 = 0x1d;
+
+/// Set by the `VIRQ_DOM_EXC` handler; cleared by whoever looks.
+static DOM_EXC: AtomicBool = AtomicBool::new(false);
+
+fn on_dom_exc(_: Port) {
+    DOM_EXC.store(true, Ordering::SeqCst);
+}
+
+/// The shell's state.
+struct Shell {
+    ops: Dom0Ops,
+    /// The one kernel image there is: dom0's ramdisk.
+    image: &'static [u8],
+    /// The `VIRQ_DOM_EXC` port, if the hypervisor offers the VIRQ.
+    dom_exc: Option<Port>,
+    domains: Domains,
+    /// Where `dmesg` reprinted the ring into the ring.
+    reprints: Reprints,
+    /// Commands that failed.
+    failed: u64,
+    editor: LineEditor,
+    /// Typed bytes not yet taken: what came after a command's line, or
+    /// after Ctrl-] in `console`, belongs to what runs next.
+    input: VecDeque<u8>,
+}
+
+/// Runs the start-up commands, then the interactive shell; powers off on
+/// `exit`.
+pub fn run() -> ! {
+    let mut shell = match Shell::set_up() {
+        Ok(shell) => shell,
+        Err(why) => {
+            println!("shell: FATAL: {why}");
+            shutdown(ShutdownReason::Crash)
+        }
+    };
+    println!(
+        "dom0 shell: {} KiB kernel image for 'create', domain events {}; type 'help' for the commands",
+        shell.image.len() / 1024,
+        if shell.dom_exc.is_some() { "on VIRQ_DOM_EXC" } else { "polled (VIRQ_DOM_EXC unavailable)" },
+    );
+    let line = passed_on(&start_info().cmd_line).unwrap_or(b"");
+    match core::str::from_utf8(line) {
+        Ok(script) => {
+            for cmd in command::split_script(script) {
+                println!("{PROMPT}{cmd}");
+                shell.execute(cmd);
+                // A pause as a typist's: the domains run meanwhile.
+                idle();
+                shell.report_events();
+            }
+        }
+        Err(_) => {
+            println!("error: the commands after -- are not UTF-8");
+            shell.failed += 1;
+        }
+    }
+    shell.interact()
+}
+
+/// Reads what was typed into `buf` (`console_io` errors read as nothing);
+/// how many bytes came.
+fn read_typed(buf: &mut [u8]) -> usize {
+    hv().console_read(buf).ok().and_then(|n| usize::try_from(n).ok()).map_or(0, |n| n.min(buf.len()))
+}
+
+/// Sleeps [`IDLE_MS`] on the timer (or, without one, yields).
+fn idle() {
+    if time::sleep_ns(IDLE_MS * NS_PER_MS).is_err() {
+        let _ = hv().sched_yield();
+    }
+}
+
+impl Shell {
+    /// Checks that this is the control domain and sets up memory, events,
+    /// the timer, the builder's hypercalls and `VIRQ_DOM_EXC`.
+    fn set_up() -> Result<Shell, String> {
+        let si = start_info();
+        if si.flags & (SIF_INITDOMAIN | SIF_PRIVILEGED) != SIF_INITDOMAIN | SIF_PRIVILEGED {
+            return Err(format!("not the initial, privileged domain (start_info.flags {:#x})", si.flags));
+        }
+        mm::init().map_err(|e| format!("mm::init: {e}"))?;
+        event::init().map_err(|e| format!("event::init: {e}"))?;
+        time::timer_port().map_err(|e| format!("VIRQ_TIMER: {e}"))?;
+        let image = ramdisk()?;
+        let ops = Dom0Ops::new().map_err(|e| format!("the scratch page for foreign frames: {e}"))?;
+        let dom_exc = match hv().evtchn_bind_virq(VIRQ_DOM_EXC, 0) {
+            Ok(port) => {
+                event::set_handler(port, Some(on_dom_exc));
+                Some(port)
+            }
+            Err(e) => {
+                println!("shell: VIRQ_DOM_EXC: {e}; looking at the domains after every poll instead");
+                None
+            }
+        };
+        Ok(Shell {
+            ops,
+            image,
+            dom_exc,
+            domains: Domains::default(),
+            reprints: Reprints::new(),
+            failed: 0,
+            editor: LineEditor::new(),
+            input: VecDeque::new(),
+        })
+    }
+
+    /// Reads and runs commands forever (until `exit`).
+    fn interact(&mut self) -> ! {
+        let mut echo: Vec<u8> = Vec::new();
+        print!("{PROMPT}");
+        loop {
+            let events = self.domain_events();
+            if !events.is_empty() {
+                // On lines of their own, then the prompt and what was typed again.
+                println!();
+                for e in &events {
+                    println!("{e}");
+                }
+                print!("{PROMPT}{}", self.editor.line());
+            }
+            if !self.fill_input() {
+                idle();
+                continue;
+            }
+            while let Some(byte) = self.input.pop_front() {
+                let input = self.editor.feed(byte, |e| echo.extend_from_slice(e));
+                if input.is_some() || self.input.is_empty() {
+                    write_bytes(&echo);
+                    echo.clear();
+                }
+                match input {
+                    Some(Input::Line) => {
+                        let line = self.editor.line().to_string();
+                        self.editor.clear();
+                        self.execute(&line);
+                        self.report_events();
+                        print!("{PROMPT}");
+                    }
+                    Some(Input::Cancel) => print!("{PROMPT}"),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    /// Reads what was typed into [`Shell::input`] if that is empty;
+    /// whether there is input.
+    fn fill_input(&mut self) -> bool {
+        if self.input.is_empty() {
+            let mut buf = [0u8; 64];
+            let n = read_typed(&mut buf);
+            self.input.extend(&buf[..n]);
+        }
+        !self.input.is_empty()
+    }
+
+    /// Runs one command line; a failure is one `error:` line.
+    fn execute(&mut self, line: &str) {
+        let result = match command::parse(line) {
+            Ok(None) => Ok(()),
+            Ok(Some(Command::Exit)) => {
+                println!("dom0: exit status={}", self.failed);
+                shutdown(ShutdownReason::Poweroff)
+            }
+            Ok(Some(command)) => self.perform(command),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = result {
+            println!("error: {e}");
+            self.failed += 1;
+        }
+    }
+
+    /// Does what `command` asks (all but `exit`).
+    fn perform(&mut self, command: Command) -> Result<(), String> {
+        let verb = command.verb();
+        match command {
+            Command::Help => {
+                print!("{}", command::help());
+                Ok(())
+            }
+            Command::List => self.list(),
+            Command::Create(config) => self.create(config),
+            Command::Destroy(d) => {
+                let id = self.target(verb, &d)?;
+                ops::destroy(id).map_err(|e| format!("destroy: d{id}: destroydomain: {e}"))?;
+                println!("destroyed d{id} '{}'", self.domains.name_of(id));
+                self.domains.forget(id);
+                Ok(())
+            }
+            Command::Pause(d) => {
+                let id = self.target(verb, &d)?;
+                ops::pause(id).map_err(|e| format!("pause: d{id}: pausedomain: {e}"))?;
+                println!("paused d{id} '{}'", self.domains.name_of(id));
+                Ok(())
+            }
+            Command::Unpause(d) => {
+                let id = self.target(verb, &d)?;
+                ops::unpause(id).map_err(|e| format!("unpause: d{id}: unpausedomain: {e}"))?;
+                println!("unpaused d{id} '{}'", self.domains.name_of(id));
+                Ok(())
+            }
+            Command::Shutdown(d) => self.remote_shutdown(verb, &d, ShutdownReason::Poweroff),
+            Command::Reboot(d) => self.remote_shutdown(verb, &d, ShutdownReason::Reboot),
+            Command::Console(d) => {
+                let id = self.target(verb, &d)?;
+                self.console(id)
+            }
+            Command::Info => self.info(),
+            Command::Dmesg => self.dmesg(),
+            Command::Exit => unreachable!("handled by execute"),
+        }
+    }
+
+    /// The existing domain other than dom0 that `d` names, for `verb`.
+    fn target(&self, verb: Verb, d: &DomainRef) -> Result<DomId, String> {
+        let verb = verb.name();
+        let id = d.resolve(self.domains.names()).ok_or_else(|| format!("{verb}: no domain {d}"))?;
+        if id == 0 {
+            return Err(format!("{verb}: refusing Domain-0, the shell's own domain"));
+        }
+        match ops::domain_info(id) {
+            Ok(Some(_)) => Ok(id),
+            Ok(None) => Err(format!("{verb}: no domain {id}")),
+            Err(e) => Err(format!("{verb}: d{id}: getdomaininfo: {e}")),
+        }
+    }
+
+    /// Whether a domain shut down or died since the last look (always, if
+    /// the VIRQ is not bound). Consumes the event: the handler's flag, or
+    /// the port's pending bit if no upcall has taken it yet (upcalls are
+    /// masked except while the shell sleeps).
+    fn dom_exc_seen(&self) -> bool {
+        let Some(port) = self.dom_exc else {
+            return true;
+        };
+        let handled = DOM_EXC.swap(false, Ordering::SeqCst);
+        event::clear_pending(port) | handled
+    }
+
+    /// Acts on domains that shut down (see [`domains`]); the lines to print.
+    fn domain_events(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.dom_exc_seen() {
+            self.domains.check(&mut self.ops, self.image, &mut out);
+        }
+        out
+    }
+
+    /// [`Shell::domain_events`], printed.
+    fn report_events(&mut self) {
+        for e in self.domain_events() {
+            println!("{e}");
+        }
+    }
+
+    fn list(&self) -> Result<(), String> {
+        let all = domains::all().map_err(|e| format!("list: getdomaininfo: {e}"))?;
+        println!("{LIST_HEADER}");
+        for info in &all {
+            println!("{}", ListRow { info, name: self.domains.name_of(info.domain) });
+        }
+        Ok(())
+    }
+
+    fn create(&mut self, config: toolstack::config::DomainConfig) -> Result<(), String> {
+        if config.kernel != DEFAULT_KERNEL {
+            return Err(format!(
+                "create: kernel '{}': dom0 has one image, its ramdisk (kernel={DEFAULT_KERNEL})",
+                config.kernel.escape_debug()
+            ));
+        }
+        if config.disk.is_some() {
+            return Err("create: disk: there is no block backend".to_string());
+        }
+        let name = config.name.clone();
+        let d = self.domains.create(&mut self.ops, self.image, config).map_err(|e| format!("create: {e}"))?;
+        println!("created d{d} '{name}'");
+        Ok(())
+    }
+
+    fn remote_shutdown(&mut self, verb: Verb, d: &DomainRef, reason: ShutdownReason) -> Result<(), String> {
+        let id = self.target(verb, d)?;
+        hv().sched_remote_shutdown(id, reason)
+            .map_err(|e| format!("{}: d{id}: sched_op(remote_shutdown): {e}", verb.name()))?;
+        let what = if reason == ShutdownReason::Reboot { "reboot" } else { "power off" };
+        println!("asked d{id} '{}' to {what}", self.domains.name_of(id));
+        Ok(())
+    }
+
+    fn info(&self) -> Result<(), String> {
+        let mut op = XenSysctl::physinfo();
+        // SAFETY: physinfo carries no guest handle.
+        unsafe { hv().sysctl(&mut op) }.map_err(|e| format!("info: physinfo: {e}"))?;
+        let p = op.u_physinfo();
+        let domains = domains::all().map_err(|e| format!("info: getdomaininfo: {e}"))?.len();
+        println!("total_memory : {} MiB", p.total_pages / 256);
+        println!("free_memory  : {} MiB", p.free_pages / 256);
+        println!("nr_cpus      : {}", p.nr_cpus);
+        println!("cpu_khz      : {}", p.cpu_khz);
+        println!("domains      : {domains}");
+        Ok(())
+    }
+
+    /// Prints the whole ring, then notes where the reprint landed in it.
+    fn dmesg(&mut self) -> Result<(), String> {
+        let (mut text, end) = ring::snapshot().map_err(|e| format!("dmesg: readconsole: {e}"))?;
+        if text.last().is_some_and(|&b| b != b'\n') {
+            text.push(b'\n');
+        }
+        for line in text.split_inclusive(|&b| b == b'\n') {
+            write_bytes(line);
+        }
+        self.note_reprint(end, &text).map_err(|e| format!("dmesg: readconsole: {e}"))
+    }
+
+    /// Records `[at, at + text.len())` as a reprint if the ring holds
+    /// `text` there (it does not on a hypervisor that keeps dom0's output
+    /// out of the ring, or if other output came in between).
+    fn note_reprint(&mut self, at: u32, text: &[u8]) -> Result<(), Errno> {
+        let (mut same, mut seen) = (true, 0usize);
+        ring::read_all(Some(at), |index, bytes| {
+            for (k, &b) in bytes.iter().enumerate() {
+                let offset = index.wrapping_add(k as u32).wrapping_sub(at) as usize;
+                if let Some(&want) = text.get(offset) {
+                    same &= want == b;
+                    seen += 1;
+                }
+            }
+        })?;
+        if same && seen > 0 {
+            self.reprints.record(at, at.wrapping_add(text.len() as u32));
+        }
+        Ok(())
+    }
+
+    /// Whether domain `id` still exists and has not shut down.
+    fn alive(id: DomId) -> bool {
+        match ops::domain_info(id) {
+            Ok(Some(info)) => info.flags & (XEN_DOMINF_SHUTDOWN | XEN_DOMINF_DYING) == 0,
+            Ok(None) => false,
+            // Not known to have ended: keep following.
+            Err(_) => true,
+        }
+    }
+
+    /// Prints `id`'s lines in the ring, then new ones as they come, until
+    /// Ctrl-] is typed or the domain has shut down or is gone.
+    fn console(&mut self, id: DomId) -> Result<(), String> {
+        println!(
+            "[console d{id} '{}': Ctrl-] detaches; input to the domain is not supported]",
+            self.domains.name_of(id)
+        );
+        let mut lines = GuestLines::new(id);
+        let mut next = None;
+        // What was typed ahead stays for the prompt, unless it holds a
+        // Ctrl-]: then up to that is this console's, and detaches it.
+        let mut detach = match self.input.iter().position(|&b| b == DETACH) {
+            Some(at) => {
+                self.input.drain(..=at);
+                true
+            }
+            None => false,
+        };
+        loop {
+            follow(&mut lines, &mut next, &self.reprints)?;
+            // What is typed while attached is dropped up to a Ctrl-]; what
+            // follows it is for the prompt.
+            if !detach {
+                let mut typed = [0u8; 64];
+                let n = read_typed(&mut typed);
+                if let Some(at) = typed[..n].iter().position(|&b| b == DETACH) {
+                    self.input.extend(&typed[at + 1..n]);
+                    detach = true;
+                }
+            }
+            let ended = !detach && !Self::alive(id);
+            if ended {
+                follow(&mut lines, &mut next, &self.reprints)?;
+            }
+            if detach || ended {
+                lines.flush(write_bytes);
+                self.report_events();
+                println!("[detached]");
+                return Ok(());
+            }
+            self.report_events();
+            idle();
+        }
+    }
+}
+
+/// Reads the ring from `next` (`None`: the oldest byte) to the newest,
+/// printing the lines `lines` picks out, and moves `next` on.
+fn follow(lines: &mut GuestLines, next: &mut Option<u32>, reprints: &Reprints) -> Result<(), String> {
+    let end = ring::read_all(*next, |index, bytes| lines.feed(index, bytes, reprints, write_bytes))
+        .map_err(|e| format!("console: readconsole: {e}"))?;
+    *next = Some(end);
+    Ok(())
+}

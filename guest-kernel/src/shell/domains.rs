@@ -1,0 +1,174 @@
+//! The domains the shell created: building them, and acting on their
+//! configuration when they shut down.
+//!
+//! Each entry keeps the [`DomainConfig`] the domain was built from. When
+//! [`Domains::check`] finds one shut down (`XEN_DOMINF_SHUTDOWN`), it
+//! applies the configuration's action for the reason
+//! ([`toolstack::status::action_for`]): `destroy` destroys it and forgets
+//! it, `preserve` leaves it (reported once), `restart` destroys it and
+//! builds it again from the same configuration, under a new id. A domain
+//! that keeps shutting down within [`QUICK_NS`] of starting is destroyed
+//! instead of a [`MAX_QUICK_RESTARTS`]th restart in a row, so a kernel
+//! that crashes at boot cannot keep the shell busy rebuilding it.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use abi::domctl::{XenDomctl, XenDomctlGetdomaininfo, XEN_DOMINF_DYING, XEN_DOMINF_SHUTDOWN};
+use abi::mm::DOMID_FIRST_RESERVED;
+use abi::Errno;
+use guest_kernel::hypercall::hv;
+use guest_kernel::time::{self, NS_PER_MS};
+use toolstack::builder::{self, BuildOptions, DomId};
+use toolstack::command::DOM0_NAME;
+use toolstack::config::{Action, DomainConfig};
+use toolstack::status::{action_for, Reason};
+
+use crate::build::ops::{self, Dom0Ops};
+
+/// A domain that shuts down sooner than this after it was built counts as
+/// a quick restart.
+pub const QUICK_NS: u64 = 2_000 * NS_PER_MS;
+/// Quick restarts in a row after which the domain is destroyed instead.
+pub const MAX_QUICK_RESTARTS: u32 = 5;
+
+/// One domain the shell built.
+#[derive(Debug)]
+struct Managed {
+    domid: DomId,
+    config: DomainConfig,
+    /// System time when it was built.
+    started_ns: u64,
+    /// Restarts in a row that came within [`QUICK_NS`] of a start.
+    quick_restarts: u32,
+    /// Shut down and preserved: reported already, left alone.
+    preserved: bool,
+}
+
+/// The domains the shell built, in the order it built them.
+#[derive(Debug, Default)]
+pub struct Domains {
+    list: Vec<Managed>,
+}
+
+impl Domains {
+    /// `(id, name)` of every domain with a name: Domain-0 and the shell's.
+    pub fn names(&self) -> impl Iterator<Item = (DomId, &str)> {
+        core::iter::once((0, DOM0_NAME)).chain(self.list.iter().map(|m| (m.domid, m.config.name.as_str())))
+    }
+
+    /// `domid`'s name: `Domain-0`, one the shell gave, or `-`.
+    pub fn name_of(&self, domid: DomId) -> &str {
+        self.names().find(|&(id, _)| id == domid).map_or("-", |(_, name)| name)
+    }
+
+    /// Builds a domain from `config` with `image`, lets it run, and keeps
+    /// it. Fails, leaving nothing behind, if the shell has a domain of that
+    /// name, if the builder fails (it destroys what it made), or if the
+    /// domain cannot be unpaused (it is destroyed).
+    pub fn create(&mut self, ops: &mut Dom0Ops, image: &[u8], config: DomainConfig) -> Result<DomId, String> {
+        self.build(ops, image, config, 0)
+    }
+
+    fn build(&mut self, ops: &mut Dom0Ops, image: &[u8], config: DomainConfig, quick: u32) -> Result<DomId, String> {
+        if let Some(m) = self.list.iter().find(|m| m.config.name == config.name) {
+            return Err(format!("a domain named '{}' exists (d{})", config.name, m.domid));
+        }
+        let built = builder::build(ops, image, &config, &BuildOptions::default()).map_err(|e| e.to_string())?;
+        let d = built.domid;
+        if let Err(e) = ops::unpause(d) {
+            return Err(match ops::destroy(d) {
+                Ok(()) => format!("unpausedomain d{d}: {e}"),
+                Err(e2) => format!("unpausedomain d{d}: {e}; destroydomain: {e2}: d{d} is left behind"),
+            });
+        }
+        let started_ns = time::now_ns();
+        self.list.push(Managed { domid: d, config, started_ns, quick_restarts: quick, preserved: false });
+        Ok(d)
+    }
+
+    /// Forgets `domid` (destroyed by a command).
+    pub fn forget(&mut self, domid: DomId) {
+        self.list.retain(|m| m.domid != domid);
+    }
+
+    /// Looks at every domain the shell keeps and acts on those that shut
+    /// down or vanished, adding one line per event to `out`:
+    /// `d<id> '<name>' shut down (<reason>): <action>`, `created d<id>
+    /// '<name>'` after a restart, or what failed.
+    pub fn check(&mut self, ops: &mut Dom0Ops, image: &[u8], out: &mut Vec<String>) {
+        let mut i = 0;
+        while i < self.list.len() {
+            let m = &self.list[i];
+            let (d, name) = (m.domid, m.config.name.as_str());
+            let info = match ops::domain_info(d) {
+                Ok(info) => info,
+                Err(e) => {
+                    out.push(format!("d{d} '{name}': getdomaininfo: {e}"));
+                    i += 1;
+                    continue;
+                }
+            };
+            let Some(info) = info else {
+                out.push(format!("d{d} '{name}' is gone"));
+                self.list.remove(i);
+                continue;
+            };
+            if m.preserved || info.flags & XEN_DOMINF_DYING != 0 || info.flags & XEN_DOMINF_SHUTDOWN == 0 {
+                i += 1;
+                continue;
+            }
+            let reason = info.shutdown_reason();
+            let mut action = action_for(&m.config, reason);
+            let quick = if time::now_ns().saturating_sub(m.started_ns) < QUICK_NS { m.quick_restarts + 1 } else { 0 };
+            let mut note = String::new();
+            if action == Action::Restart && quick >= MAX_QUICK_RESTARTS {
+                action = Action::Destroy;
+                note = format!(" (shut down {quick} times in a row within {} ms of starting)", QUICK_NS / NS_PER_MS);
+            }
+            out.push(format!("d{d} '{name}' shut down ({}): {action}{note}", Reason(reason)));
+            if action == Action::Preserve {
+                self.list[i].preserved = true;
+                i += 1;
+                continue;
+            }
+            let m = self.list.remove(i);
+            if let Err(e) = ops::destroy(d) {
+                out.push(format!("d{d} '{}': destroydomain: {e}: it is left behind", m.config.name));
+                continue;
+            }
+            if action == Action::Restart {
+                let name = m.config.name.clone();
+                match self.build(ops, image, m.config, quick) {
+                    Ok(new) => out.push(format!("created d{new} '{name}'")),
+                    Err(e) => out.push(format!("d{d} '{name}' restart failed: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// Every domain, in id order: `getdomaininfo` from id 0, each time from
+/// one past the last id reported (Xen 4.17 reports the first domain at or
+/// above the id asked for, `ESRCH` past the last).
+pub fn all() -> Result<Vec<XenDomctlGetdomaininfo>, Errno> {
+    let mut out = Vec::new();
+    let mut next: DomId = 0;
+    while next < DOMID_FIRST_RESERVED {
+        let mut op = XenDomctl::getdomaininfo(next);
+        // SAFETY: getdomaininfo carries no guest handle and changes nothing.
+        match unsafe { hv().domctl(&mut op) } {
+            Ok(_) if op.domain >= next => {
+                let mut info = op.u_getdomaininfo();
+                info.domain = op.domain;
+                out.push(info);
+                next = op.domain + 1;
+            }
+            Ok(_) => return Err(Errno::EIO),
+            Err(Errno::ESRCH) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}

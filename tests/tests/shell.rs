@@ -1,0 +1,63 @@
+//! SPEC §3.13: the control domain's shell, scripted through its startup
+//! commands (what `cargo xtask run --batch` does): create a domain from
+//! dom0's ramdisk image, list it, follow its console to its shutdown, have
+//! its on_poweroff policy applied, and exit with the number of commands
+//! that failed.
+
+use hv::exit::Exit;
+use hvtest::{image, Outcome, Qemu};
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+
+fn shell(script: &str) -> Outcome {
+    let guest = image("guest-kernel.elf").unwrap_or_else(|e| panic!("{e}"));
+    let q = Qemu::hypervisor()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .memory_mib(512)
+        .module(&guest, &format!("shell -- {script}"))
+        .module(&guest, "");
+    q.run(TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn create_list_console_destroy_from_the_shell() {
+    let o = shell(
+        "create name=web memory=16 cmdline=\"sleep ms=5 rounds=3\"; list; console web; list; \
+         create name=idle memory=16 cmdline=block; pause idle; list; destroy idle; info; exit",
+    );
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert!(lines.contains(&"created d1 'web'"), "{}", o.report());
+    assert!(lines.iter().any(|l| l.starts_with("1     web ")), "list shows it\n{}", o.report());
+    assert!(lines.iter().any(|l| l.starts_with("SLEEP done rounds=3 ")), "console shows its output\n{}", o.report());
+    assert!(lines.contains(&"d1 'web' shut down (poweroff): destroy"), "on_poweroff applied\n{}", o.report());
+    assert!(lines.iter().any(|l| l.starts_with("1     idle ") && l.contains("paused")), "{}", o.report());
+    assert!(lines.contains(&"destroyed d1 'idle'"), "{}", o.report());
+    assert!(lines.iter().any(|l| l.starts_with("free_memory ")), "{}", o.report());
+    assert!(lines.contains(&"dom0: exit status=0"), "{}", o.report());
+    assert_eq!(o.exit(), Some(Exit::PowerOff), "{}", o.report());
+}
+
+#[test]
+fn bad_commands_get_one_line_and_count_as_failures() {
+    let o = shell("lst; destroy 7; create name=x; shutdown Domain-0; exit");
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert!(lines.contains(&"error: unknown command 'lst' (try 'help')"), "{}", o.report());
+    assert!(lines.contains(&"error: destroy: no domain 7"), "{}", o.report());
+    assert!(lines.contains(&"error: create: missing required key 'memory'"), "{}", o.report());
+    assert!(lines.iter().any(|l| l.starts_with("error: shutdown: refusing Domain-0")), "{}", o.report());
+    assert!(lines.contains(&"dom0: exit status=4"), "{}", o.report());
+}
+
+#[test]
+fn on_crash_preserve_keeps_the_domain_and_reboot_restarts_it() {
+    let o = shell(
+        "create name=c memory=16 cmdline=crash on_crash=preserve; create name=r memory=16 cmdline=block; \
+         reboot r; list; exit",
+    );
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("d1 'c' shut down (crash): preserve")), "{}", o.report());
+    assert!(lines.iter().any(|l| l.starts_with("1     c ") && l.contains("shutdown(crash)")), "{}", o.report());
+    assert!(lines.iter().any(|l| l.contains("'r' shut down (reboot): restart")), "{}", o.report());
+    assert!(lines.contains(&"dom0: exit status=0"), "{}", o.report());
+}
