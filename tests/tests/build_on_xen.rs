@@ -102,3 +102,25 @@ fn a_ramdisk_that_is_not_a_kernel_is_one_fail_line_on_xen() {
     assert_eq!(build_lines(&o), ["FAIL kernel: not an ELF file (bad magic)", "pass=0 fail=1"], "{}", o.report());
     assert_eq!(xen::dom0_end(&o.serial), Some(Dom0End::Crashed), "{}", o.report());
 }
+
+/// The same dom0 shell and toolstack on real Xen 4.17: create a domain,
+/// list it, destroy it, and check Xen's own accounting agrees (the domain
+/// is gone and free memory came back).
+#[test]
+fn the_dom0_shell_creates_lists_and_destroys_a_domu_on_xen() {
+    let kernel = image("guest-kernel.elf").unwrap_or_else(|e| panic!("{e}"));
+    let script = "info; create name=web memory=16 cmdline=block; list; destroy web; list; info; exit";
+    let q = xen::dom0_with_ramdisk(&kernel, &format!("shell -- {script}"), &kernel).unwrap_or_else(|e| panic!("{e}"));
+    let o = q.run_until(TIMEOUT, xen::dom0_ended).unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<&str> = xen::guest_lines(&o).collect();
+    let created = lines.iter().find(|l| l.starts_with("created d") && l.ends_with(" 'web'"));
+    let created = created.unwrap_or_else(|| panic!("no 'created' line\n{}", o.report()));
+    let id = created.trim_start_matches("created d").split(' ').next().unwrap_or("?");
+    let row = format!("{id:<6}web ");
+    assert_eq!(lines.iter().filter(|l| l.starts_with(&row)).count(), 1, "listed once, then gone\n{}", o.report());
+    assert!(lines.contains(&format!("destroyed d{id} 'web'").as_str()), "{}", o.report());
+    let free: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("free_memory  : ")).collect();
+    assert_eq!(free.len(), 2, "{}", o.report());
+    assert_eq!(free[0], free[1], "free memory came back\n{}", o.report());
+    assert!(lines.contains(&"dom0: exit status=0"), "{}", o.report());
+}
