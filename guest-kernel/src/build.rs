@@ -56,6 +56,7 @@ use guest_kernel::cmdline::passed_on;
 use guest_kernel::hypercall::hv;
 use guest_kernel::layout::{pfn_of, va_of_pfn};
 use guest_kernel::runtime::{shutdown, start_info};
+use guest_kernel::time::rdtsc;
 use guest_kernel::time::{self, NS_PER_MS};
 use guest_kernel::{entry, event, mm, println};
 use toolstack::builder::{self, BuildOptions, DomId};
@@ -183,8 +184,10 @@ fn round(env: &mut Env, n: u64) -> Result<(), String> {
         on_crash: Action::Destroy,
         disk: None,
     };
+    let start = rdtsc();
     let built =
         builder::build(&mut env.ops, env.image, &config, &BuildOptions::default()).map_err(|e| e.to_string())?;
+    let built_at = rdtsc();
     let d = built.domid;
     println!("BUILD d{d} built ({} pages, entry {:#x})", built.layout.nr_pages(), built.entry);
 
@@ -196,7 +199,14 @@ fn round(env: &mut Env, n: u64) -> Result<(), String> {
         let first = ran.err().map_or(String::new(), |why| format!("{why}; "));
         return Err(format!("{first}destroydomain d{d}: {e}; it is left behind"));
     }
+    let destroyed_at = rdtsc();
     let reason = ran?;
+    // Under -icount these are instruction counts (`cargo xtask bench`):
+    // building, and the whole life from the first hypercall of the build to
+    // the destroy (the domU's own work and dom0's wakeup on VIRQ_DOM_EXC
+    // included).
+    println!("BENCH domain_build {}", built_at.wrapping_sub(start));
+    println!("BENCH domain_build_run_destroy {}", destroyed_at.wrapping_sub(start));
     let after = wait_returned(env, d, before)?;
     println!("BUILD memory returned free={after}");
     if reason == u32::from(ShutdownReason::Crash) {

@@ -55,10 +55,15 @@ impl<const N: usize> ConsoleRing<N> {
 
     /// Appends `bytes`, dropping the oldest if the ring is full.
     pub fn push(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.buf[(self.prod % Self::SIZE) as usize] = b;
-            self.prod = self.prod.wrapping_add(1);
-        }
+        // Only the last `N` bytes can stay; copy them in at most two runs.
+        let keep = &bytes[bytes.len().saturating_sub(N)..];
+        let skipped = (bytes.len() - keep.len()) as u32;
+        self.prod = self.prod.wrapping_add(skipped);
+        let at = (self.prod % Self::SIZE) as usize;
+        let first = keep.len().min(N - at);
+        self.buf[at..at + first].copy_from_slice(&keep[..first]);
+        self.buf[..keep.len() - first].copy_from_slice(&keep[first..]);
+        self.prod = self.prod.wrapping_add(keep.len() as u32);
         if self.prod.wrapping_sub(self.cons) > Self::SIZE {
             self.cons = self.prod.wrapping_sub(Self::SIZE);
         }
@@ -163,6 +168,23 @@ mod tests {
         let (out, _) = read_all(&mut r, None, 3, true);
         assert_eq!(out, b"def");
         assert_eq!(read_all(&mut r, None, 100, false).0, b"ghijk", "clear dropped what was read");
+    }
+
+    /// Pushing in pieces of any size keeps the same last bytes as pushing
+    /// them one at a time.
+    #[test]
+    fn pushes_of_any_size_agree_with_single_bytes() {
+        let data: Vec<u8> = (0..200u32).map(|i| (i * 7 % 251) as u8).collect();
+        for piece in [1, 3, 7, 8, 9, 20, 200] {
+            let (mut a, mut b) = (ConsoleRing::<16>::new(), ConsoleRing::<16>::new());
+            for chunk in data.chunks(piece) {
+                a.push(chunk);
+            }
+            for &byte in &data {
+                b.push(&[byte]);
+            }
+            assert_eq!(read_all(&mut a, None, 100, false), read_all(&mut b, None, 100, false), "pieces of {piece}");
+        }
     }
 
     #[test]

@@ -44,6 +44,14 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "EVTCHNOP_send on a loopback channel to the domain itself, upcalls unmasked: send, upcall into the event callback, handler, iret",
     ),
     (
+        "domain_build",
+        "dom0 builds a 16 MiB domain of the minimal guest with the toolstack's builder (create, populate, write kernel/p2m/start_info/page tables, pin, hypercall page, vCPU context)",
+    ),
+    (
+        "domain_build_run_destroy",
+        "the same build, then unpause; the guest prints its line and powers off; dom0 wakes on VIRQ_DOM_EXC and destroys it",
+    ),
+    (
         "evtchn_pingpong_rtt",
         "two domUs bounce an event over an interdomain channel: one round trip (send, switch, upcall, reply, switch, upcall), mean of 2,000",
     ),
@@ -76,16 +84,29 @@ pub fn run() -> Result {
     crate::build(true)?;
     let guest = hvtest::image("guest-kernel.elf")?;
 
+    let minimal = hvtest::image("minimal-guest.elf")?;
     eprintln!("xtask: bench on real Xen 4.17 (-icount shift=0,sleep=off)");
-    let xen_col = match xen::dom0(&guest, "bench") {
+    let mut xen_col = match xen::dom0(&guest, "bench") {
         Ok(q) => collect(icount(q), true),
         Err(e) => Column::Unavailable(e),
     };
+    eprintln!("xtask: bench on real Xen 4.17: dom0 builds, runs and destroys a domain");
+    let built = match xen::dom0_with_ramdisk(&guest, "build", &minimal) {
+        Ok(q) => collect(icount(q), true),
+        Err(e) => Column::Unavailable(e),
+    };
+    xen_col = xen_col.merge(built);
     eprintln!("xtask: bench on hv (-icount shift=0,sleep=off)");
     let mut hv_col = match Qemu::hypervisor() {
         Ok(q) => collect(icount(q.memory_mib(xen::XEN_MEMORY_MIB).module(&guest, "bench")), false),
         Err(e) => Column::Unavailable(e),
     };
+    eprintln!("xtask: bench on hv: dom0 builds, runs and destroys a domain");
+    let built = match Qemu::hypervisor() {
+        Ok(q) => collect(icount(q.memory_mib(xen::XEN_MEMORY_MIB).module(&guest, "build").module(&minimal, "")), false),
+        Err(e) => Column::Unavailable(e),
+    };
+    hv_col = hv_col.merge(built);
     for modules in MULTI_DOMAIN {
         eprintln!("xtask: bench on hv with {} domUs (-icount shift=0,sleep=off)", modules.len());
         let more = match Qemu::hypervisor() {
