@@ -57,6 +57,7 @@ use guest_kernel::hypercall::hv;
 use guest_kernel::layout::{pfn_of, va_of_pfn};
 use guest_kernel::runtime::{shutdown, start_info};
 use guest_kernel::time::rdtsc;
+use toolstack::status::Reason;
 use guest_kernel::time::{self, NS_PER_MS};
 use guest_kernel::{entry, event, mm, println};
 use toolstack::builder::{self, BuildOptions, DomId};
@@ -281,19 +282,3 @@ fn wait_for(env: &Env, timeout_ms: u64, mut done: impl FnMut() -> Result<bool, S
     }
 }
 
-/// A shutdown reason's name (`SHUTDOWN_*` in lower case), or its number.
-struct Reason(u32);
-
-impl core::fmt::Display for Reason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match ShutdownReason::try_from(self.0) {
-            Ok(ShutdownReason::Poweroff) => f.write_str("poweroff"),
-            Ok(ShutdownReason::Reboot) => f.write_str("reboot"),
-            Ok(ShutdownReason::Suspend) => f.write_str("suspend"),
-            Ok(ShutdownReason::Crash) => f.write_str("crash"),
-            Ok(ShutdownReason::Watchdog) => f.write_str("watchdog"),
-            Ok(ShutdownReason::SoftReset) => f.write_str("soft_reset"),
-            Err(_) => write!(f, "{}", self.0),
-        }
-    }
-}
