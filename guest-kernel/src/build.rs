@@ -57,11 +57,11 @@ use guest_kernel::hypercall::hv;
 use guest_kernel::layout::{pfn_of, va_of_pfn};
 use guest_kernel::runtime::{shutdown, start_info};
 use guest_kernel::time::rdtsc;
-use toolstack::status::Reason;
 use guest_kernel::time::{self, NS_PER_MS};
 use guest_kernel::{entry, event, mm, println};
 use toolstack::builder::{self, BuildOptions, DomId};
 use toolstack::config::{Action, DomainConfig, DEFAULT_WEIGHT};
+use toolstack::status::Reason;
 
 use ops::Dom0Ops;
 
@@ -281,4 +281,3 @@ fn wait_for(env: &Env, timeout_ms: u64, mut done: impl FnMut() -> Result<bool, S
         r.map_err(|e| format!("waiting: sched_op: {e}"))?;
     }
 }
-
