@@ -84,6 +84,11 @@ impl<T: Copy + Default, const N: usize> FixedVec<T, N> {
         Self { items: [T::default(); N], len: 0 }
     }
 
+    /// The empty vector, its slots holding `fill` (usable in a `static`).
+    pub const fn filled_with(fill: T) -> Self {
+        Self { items: [fill; N], len: 0 }
+    }
+
     /// Appends `item`, or gives it back if the vector is full.
     pub fn push(&mut self, item: T) -> Result<(), T> {
         if self.len == N {

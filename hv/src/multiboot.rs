@@ -26,9 +26,9 @@ mod flags {
 pub const MAX_MODULES: usize = 16;
 /// Longest command line we keep (Xen's limit for guest command lines).
 pub const MAX_CMDLINE: usize = 1024;
-/// Longest module string kept; longer ones are cut (and the boot log says
-/// so). Sixteen of them live in [`BootInfo`] on the boot stack.
-pub const MAX_MODULE_STRING: usize = 256;
+/// Longest module string kept, as Xen's command lines; longer ones are cut
+/// (and the boot log says so).
+pub const MAX_MODULE_STRING: usize = 1024;
 /// Longest string we read, bounding the scan for a missing NUL.
 const MAX_STRING_SCAN: usize = 4096;
 
@@ -143,16 +143,29 @@ fn read_cstr<const N: usize>(mem: &impl PhysMemory, paddr: u64) -> Result<FixedS
 impl BootInfo {
     /// Parses the multiboot information at `mbi` given loader magic `magic`.
     pub fn parse(mem: &impl PhysMemory, magic: u32, mbi: u64) -> Result<BootInfo, BootInfoError> {
+        let mut info = BootInfo::empty();
+        info.parse_into(mem, magic, mbi)?;
+        Ok(info)
+    }
+
+    /// Nothing yet: fixed storage for [`BootInfo::parse_into`] (about 18
+    /// KiB: keep it in a `static`, not on a stack).
+    pub const fn empty() -> BootInfo {
+        BootInfo {
+            cmdline: FixedStr::new(),
+            loader: FixedStr::new(),
+            memory: MemoryMap::new(),
+            modules: FixedVec::filled_with(Module { start: 0, end: 0, string: FixedStr::new() }),
+        }
+    }
+
+    /// [`BootInfo::parse`] into `self` (which must be [`BootInfo::empty`]).
+    pub fn parse_into(&mut self, mem: &impl PhysMemory, magic: u32, mbi: u64) -> Result<(), BootInfoError> {
         if magic != BOOTLOADER_MAGIC {
             return Err(BootInfoError::BadMagic(magic));
         }
         let flags = read_u32(mem, mbi)?;
-        let mut info = BootInfo {
-            cmdline: FixedStr::new(),
-            loader: FixedStr::new(),
-            memory: MemoryMap::new(),
-            modules: FixedVec::new(),
-        };
+        let info = self;
         if flags & flags::CMDLINE != 0 {
             info.cmdline = read_cstr(mem, read_u32(mem, mbi + 16)?.into())?;
         }
@@ -190,7 +203,7 @@ impl BootInfo {
                 let _ = info.modules.push(Module { start, end, string });
             }
         }
-        Ok(info)
+        Ok(())
     }
 
     /// Walks the `mmap_*` entries: `{u32 size; u64 base; u64 len; u32 type}`

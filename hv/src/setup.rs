@@ -21,6 +21,9 @@ use hv::sync::SpinLock;
 /// The machine's frames. `None` only until `init_memory` has run.
 pub static FRAMES: SpinLock<Option<FrameTable<'static>>> = SpinLock::new(None);
 
+/// What the loader told us (held by the boot path for good).
+static BOOT_INFO: SpinLock<BootInfo> = SpinLock::new(BootInfo::empty());
+
 extern "C" {
     /// End of the image including its zeroed data (linker.ld).
     static __image_end: u8;
@@ -67,13 +70,13 @@ extern "C" fn hv_start64(magic: u32, mbi: u32) -> ! {
     console::init();
     console::print(format_args!("hv {} - x86_64 paravirtualizing hypervisor, Xen 4.17 PV guest ABI", hv::VERSION));
 
-    let info = match BootInfo::parse(&DirectMap, magic, mbi.into()) {
-        Ok(info) => info,
-        Err(e) => {
-            log::error!("boot: {e}");
-            stop_with(Exit::BadBoot)
-        }
-    };
+    // Parsed in place: with its module strings it is too big for the stack.
+    let mut boot_info = BOOT_INFO.lock();
+    if let Err(e) = boot_info.parse_into(&DirectMap, magic, mbi.into()) {
+        log::error!("boot: {e}");
+        stop_with(Exit::BadBoot)
+    }
+    let info: &BootInfo = &boot_info;
     let cmdline = CmdLine::parse(info.cmdline.as_str());
     log::set_max_level(cmdline.log_level.filter());
     log::info!("command line: {}", info.cmdline);
@@ -88,7 +91,7 @@ extern "C" fn hv_start64(magic: u32, mbi: u32) -> ! {
     arch::init_boot_cpu();
     log::debug!("cpu: GDT, TSS, IDT and SYSCALL set up; lower half unmapped");
 
-    init_memory(&info);
+    init_memory(info);
     if let Err(e) = crate::memory::guard_stack() {
         log::warn!("memory: no guard page below the stack: {e}");
     }

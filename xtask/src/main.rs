@@ -218,9 +218,9 @@ fn run_batch(args: &RunArgs, guest: &str, commands: &str) -> Result {
         ));
     }
     let script = format!("{}; exit", commands.trim().trim_end_matches(';'));
-    // The hypervisor keeps 256 bytes of a module string: the image's path,
-    // `shell -- `, then the script.
-    let room = 256usize.saturating_sub(guest.len() + " shell -- ".len() + 1);
+    // The hypervisor keeps 1024 bytes of a module string: the image's
+    // path, `shell -- `, then the script.
+    let room = hv::multiboot::MAX_MODULE_STRING.saturating_sub(guest.len() + " shell -- ".len() + 1);
     if script.len() > room {
         return Err(Failure::Message(format!(
             "--batch: the commands are {} bytes; at most {} fit in dom0's module string (shorten them or run the shell interactively)",

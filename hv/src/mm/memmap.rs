@@ -35,6 +35,9 @@ pub struct Region {
 }
 
 impl Region {
+    /// The empty range (a placeholder in fixed storage).
+    pub const EMPTY: Region = Region { start: 0, end: 0, kind: RegionKind::Reserved };
+
     /// Whether `self` and `other` share a byte.
     pub const fn overlaps(&self, other: &Region) -> bool {
         self.start < other.end && other.start < self.end
@@ -75,8 +78,8 @@ impl FrameRange {
 
 impl MemoryMap {
     /// An empty map.
-    pub fn new() -> MemoryMap {
-        MemoryMap { regions: FixedVec::new() }
+    pub const fn new() -> MemoryMap {
+        MemoryMap { regions: FixedVec::filled_with(Region::EMPTY) }
     }
 
     /// Adds a region as the firmware reported it.
