@@ -67,6 +67,9 @@ pub enum Workload {
     /// Run the control domain's interactive shell on the console; the text
     /// after `--` holds commands, separated by `;`, to run first.
     Shell,
+    /// Read lines from the PV console ring and print each back as
+    /// `echo: <line>`.
+    Echo,
 }
 
 /// One parameter a workload takes.
@@ -119,6 +122,7 @@ impl Workload {
         Workload::Control,
         Workload::Build,
         Workload::Shell,
+        Workload::Echo,
     ];
 
     /// The workload's command-line name.
@@ -142,6 +146,7 @@ impl Workload {
             Workload::Control => "control",
             Workload::Build => "build",
             Workload::Shell => "shell",
+            Workload::Echo => "echo",
         }
     }
 
@@ -161,7 +166,7 @@ impl Workload {
 
 /// The workloads' names, for messages.
 pub const KNOWN: &str = "selftest, bench, reboot, crash, fault-no-handler, fault-bad-stack, privileged, hostile, \
-                         ping, pong, spin, sleep, block, yield-spin, bench-yield, control, build, shell";
+                         ping, pong, spin, sleep, block, yield-spin, bench-yield, control, build, shell, echo";
 
 const _: () = assert!(MAX_PARAMS >= PEER_COUNT.len() && MAX_PARAMS >= SLEEP.len());
 

@@ -37,6 +37,7 @@ pub mod layout;
 pub mod lineedit;
 pub mod lock;
 pub mod pagetable;
+pub mod pvcons;
 pub mod text;
 pub mod upcall;
 

@@ -19,6 +19,8 @@ mod build;
 #[cfg(target_os = "none")]
 mod control;
 #[cfg(target_os = "none")]
+mod echo;
+#[cfg(target_os = "none")]
 mod hostile;
 #[cfg(target_os = "none")]
 mod loads;
@@ -89,6 +91,7 @@ fn main() -> ! {
         Workload::Control => control::run(inv.get("count")),
         Workload::Build => build::run(inv.get("memory_mib"), inv.get("count")),
         Workload::Shell => shell::run(),
+        Workload::Echo => echo::run(),
     }
 }
 

@@ -18,7 +18,7 @@
 //! | `create <key>=<value> ...` | builds a domain with the toolstack's builder ([`crate::build::ops`]), unpauses it: `created d<id> '<name>'` |
 //! | `destroy`, `pause`, `unpause <id\|name>` | `domctl` `destroydomain`, `pausedomain`, `unpausedomain` |
 //! | `shutdown`, `reboot <id\|name>` | `sched_op(SCHEDOP_remote_shutdown)`, reason poweroff or reboot |
-//! | `console <id\|name>` | the domain's lines in the console ring, then new ones as they come, until Ctrl-] or the domain's end: `[detached]` |
+//! | `console <id\|name>` | the domain's console output (its PV console's, else its lines in the console ring), then new output as it comes, with what is typed as its input, until Ctrl-] or the domain's end: `[detached]` |
 //! | `info` | `sysctl physinfo` and the number of domains |
 //! | `dmesg` | the hypervisor's console ring |
 //! | `exit` | `dom0: exit status=<commands that failed>`, then power off |
@@ -39,16 +39,27 @@
 //!
 //! # Consoles
 //!
-//! There is no PV console ring nor console daemon yet: a domain writes its
-//! console with `console_io`, which the hypervisor keeps in its console
-//! ring as `(d<id>) <line>` (and, for a domain dom0 built, prints on the
-//! serial port only with its `domu_console=serial` option). `console`
-//! reads the ring (`sysctl readconsole`, incrementally) and prints that
-//! domain's lines without the prefix ([`toolstack::conring`]), the ones
-//! the ring still holds, then new ones every [`IDLE_MS`]. Input to the
-//! domain is not supported: what is typed while attached is dropped, up to
-//! Ctrl-], which detaches (what follows it is for the prompt). It also
-//! detaches by itself once the domain has shut down or is gone.
+//! Each domain the shell builds has a PV console (Xen's `io/console.h`
+//! ring, the page and port the builder put in its `start_info`), and the
+//! shell is its backend, as `xenconsoled` is on Xen ([`pvconsole`]): it
+//! binds the domain's console port, and on every poll (between reads
+//! while idle, and after every command) maps the console frame for the
+//! moment, keeps what `out` holds (the last 16 KiB per domain) and puts
+//! waiting input into `in`. `console` prints what is kept, then new output
+//! as it comes, and forwards what is typed to the domain's `in`, up to
+//! Ctrl-], which detaches (what follows it is for the prompt); input that
+//! came with the Ctrl-] is answered first (the shell waits, boundedly, for
+//! the domain to read it and go quiet). It also detaches by itself once
+//! the domain has shut down or is gone.
+//!
+//! A domain without a PV console (its port could not be bound, or one the
+//! shell did not build) is followed through `console_io` instead, which
+//! the hypervisor keeps in its console ring as `(d<id>) <line>` (and, for
+//! a domain dom0 built, prints on the serial port only with its
+//! `domu_console=serial` option): `console` reads the ring (`sysctl
+//! readconsole`, incrementally) and prints that domain's lines without the
+//! prefix ([`toolstack::conring`]), the ones the ring still holds, then new
+//! ones every [`IDLE_MS`]; what is typed is dropped up to Ctrl-].
 //!
 //! On this hypervisor dom0's own output goes into the ring too, so the
 //! lines `dmesg` prints would come back as a domain's lines: the shell
@@ -57,11 +68,13 @@
 //!
 //! # On Xen 4.17
 //!
-//! The same hypercalls. A release build of Xen drops a domU's
-//! `console_io` output, so `console` shows nothing there; a debug build
-//! keeps it in the ring (and dom0's output only with `console_to_ring`).
+//! The same hypercalls. The PV console works the same there; a release
+//! build of Xen drops a domU's `console_io` output, so a domain without a
+//! PV console shows nothing; a debug build keeps it in the ring (and
+//! dom0's output only with `console_to_ring`).
 
 mod domains;
+mod pvconsole;
 mod ring;
 
 use alloc::collections::VecDeque;
@@ -98,6 +111,11 @@ pub const PROMPT: &str = "dom0> ";
 pub const IDLE_MS: u64 = 10;
 /// Ctrl-]: detaches from a domain's console.
 pub const DETACH: u8 = 0x1d;
+/// Quiet polls (of [`IDLE_MS`]) after which a detaching PV console stops
+/// waiting for the domain's answer to its input.
+pub const LINGER_QUIET: u32 = 30;
+/// Most polls a detaching PV console waits for that answer.
+pub const LINGER_MAX: u32 = 500;
 
 /// Set by the `VIRQ_DOM_EXC` handler; cleared by whoever looks.
 static DOM_EXC: AtomicBool = AtomicBool::new(false);
@@ -343,6 +361,7 @@ impl Shell {
     /// Acts on domains that shut down (see [`domains`]); the lines to print.
     fn domain_events(&mut self) -> Vec<String> {
         let mut out = Vec::new();
+        self.domains.poll_consoles(&mut self.ops);
         if self.dom_exc_seen() {
             self.domains.check(&mut self.ops, self.image, &mut out);
         }
@@ -446,9 +465,86 @@ impl Shell {
         }
     }
 
-    /// Prints `id`'s lines in the ring, then new ones as they come, until
-    /// Ctrl-] is typed or the domain has shut down or is gone.
+    /// Attaches to `id`'s console: its PV console if the shell has one
+    /// ([`Shell::pv_console`]), else its lines in the hypervisor's ring.
     fn console(&mut self, id: DomId) -> Result<(), String> {
+        if self.domains.console_of(id).is_some() {
+            self.pv_console(id);
+            return Ok(());
+        }
+        self.ring_console(id)
+    }
+
+    /// Prints `id`'s kept PV console output, then new output as it comes,
+    /// and forwards what is typed to the domain, until Ctrl-] is typed or
+    /// the domain has shut down or is gone. After a Ctrl-] that came with
+    /// input for the domain (typed ahead, or pasted with it), it lingers
+    /// for the answer: until the domain has read the input and been quiet
+    /// [`LINGER_QUIET`] polls, at most [`LINGER_MAX`] polls.
+    fn pv_console(&mut self, id: DomId) {
+        println!("[console d{id} '{}': Ctrl-] detaches]", self.domains.name_of(id));
+        // What was typed ahead is the domain's, up to a Ctrl-], which
+        // detaches it (what follows that is for the prompt).
+        let at = self.input.iter().position(|&b| b == DETACH);
+        let typed: Vec<u8> = match at {
+            Some(at) => self.input.drain(..=at).take(at).collect(),
+            None => self.input.drain(..).collect(),
+        };
+        if let Some(c) = self.domains.console_of(id) {
+            c.send(&typed);
+        }
+        let (mut detach, mut sent) = (at.is_some(), !typed.is_empty());
+        let (mut cursor, mut last) = (0, b'\n');
+        let (mut quiet, mut lingered) = (0u32, 0u32);
+        while let Some(c) = self.domains.console_of(id) {
+            let _ = c.poll(&mut self.ops);
+            let (new, next) = c.since(cursor);
+            cursor = next;
+            quiet += 1;
+            if let Some(&b) = new.last() {
+                last = b;
+                quiet = 0;
+                write_bytes(&new);
+            }
+            if detach {
+                let settled = !c.input_waiting() && quiet >= LINGER_QUIET;
+                lingered += 1;
+                if !sent || settled || lingered >= LINGER_MAX || !Self::alive(id) {
+                    break;
+                }
+                idle();
+                continue;
+            }
+            let mut typed = [0u8; 64];
+            let n = read_typed(&mut typed);
+            let (mine, rest) = match typed[..n].iter().position(|&b| b == DETACH) {
+                Some(at) => (&typed[..at], Some(&typed[at + 1..n])),
+                None => (&typed[..n], None),
+            };
+            c.send(mine);
+            sent |= !mine.is_empty();
+            if let Some(rest) = rest {
+                self.input.extend(rest);
+                detach = true;
+                continue;
+            }
+            if !Self::alive(id) {
+                // One more poll for its last words.
+                (detach, sent) = (true, false);
+                continue;
+            }
+            idle();
+        }
+        if last != b'\n' {
+            println!();
+        }
+        self.report_events();
+        println!("[detached]");
+    }
+
+    /// Prints `id`'s lines in the hypervisor's ring, then new ones as they
+    /// come, until Ctrl-] is typed or the domain has shut down or is gone.
+    fn ring_console(&mut self, id: DomId) -> Result<(), String> {
         println!(
             "[console d{id} '{}': Ctrl-] detaches; input to the domain is not supported]",
             self.domains.name_of(id)

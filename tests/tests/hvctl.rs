@@ -1,6 +1,7 @@
 //! SPEC §3.13: `hvctl` against a live instance: the machine's console (dom0's
 //! shell) on a Unix socket, as `cargo xtask run --socket PATH` sets it up;
-//! list, create, console output read back, JSON, a refused command, destroy.
+//! list, create, console output read back, input typed into a guest's
+//! console and its answer, JSON, a refused command, destroy.
 
 use hvtest::{image, Qemu, QEMU};
 use std::process::{Child, Command, Stdio};
@@ -54,6 +55,16 @@ fn hvctl_lists_creates_reads_the_console_and_destroys() {
     let refused = s.run("destroy 7", STEP).unwrap();
     assert!(hvctl::failed(&refused), "{refused:?}");
     assert_eq!(refused, ["error: destroy: no domain 7"]);
+
+    // Typed input reaches a guest through its PV console ring and its
+    // answer comes back the same way (the `echo` workload).
+    let e = s.run("create name=e memory=16 cmdline=echo", STEP).unwrap();
+    assert!(e.len() == 1 && e[0].starts_with("created d") && e[0].ends_with(" 'e'"), "{e:?}");
+    let shown = s.console("e", "hello\n", STEP).unwrap();
+    assert!(shown.iter().any(|l| l == "echo: hello"), "{shown:?}");
+    assert!(shown.iter().any(|l| l == "[detached]"), "{shown:?}");
+    let gone = s.run("destroy e", STEP).unwrap();
+    assert!(gone.iter().any(|l| l.starts_with("destroyed d") && l.ends_with("'e'")), "{gone:?}");
 
     let again = s.run("create name=idle memory=16 cmdline=block", STEP).unwrap();
     assert!(again.iter().any(|l| l.starts_with("created d")), "{again:?}");

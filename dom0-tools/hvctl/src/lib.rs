@@ -69,6 +69,15 @@ impl Session {
         Ok(reply_lines(&raw, line))
     }
 
+    /// Attaches to domain `domain`'s console, types `input` into it,
+    /// detaches (Ctrl-]) and returns what the console showed.
+    pub fn console(&mut self, domain: &str, input: &str, timeout: Duration) -> Result<Vec<String>, Error> {
+        let line = format!("console {domain}");
+        self.stream.write_all(format!("{line}\n{input}\x1d").as_bytes())?;
+        let raw = self.until_prompt(timeout)?;
+        Ok(reply_lines(&raw, &line))
+    }
+
     /// Reads until the output ends with the prompt; returns what came
     /// before it.
     fn until_prompt(&mut self, timeout: Duration) -> Result<String, Error> {

@@ -113,6 +113,28 @@ impl Dom0Ops {
     }
 }
 
+impl Dom0Ops {
+    /// Maps `domid`'s machine frame `mfn` writable at [`SCRATCH_VA`],
+    /// hands its address to `f`, and unmaps it (so, as with `write_frame`,
+    /// no mapping of another domain's memory outlives the call). The
+    /// domain may change the frame meanwhile: `f` must treat it as shared
+    /// memory (raw or atomic accesses, no references).
+    pub fn with_foreign_frame<R>(&mut self, domid: DomId, mfn: u64, f: impl FnOnce(*mut u8) -> R) -> Result<R, Errno> {
+        let domid = other(domid)?;
+        if mfn > MAX_MFN {
+            return Err(Errno::EINVAL);
+        }
+        let pte = leaf_entry(mfn, Prot::KERNEL_RW);
+        // SAFETY: the scratch page is this value's alone (`new`), nothing
+        // points into it, and it is unmapped below before returning.
+        unsafe { hv().update_va_mapping_otherdomain(SCRATCH_VA, pte, UVMF_INVLPG, domid) }?;
+        let r = f(SCRATCH_VA as *mut u8);
+        // SAFETY: `f` is done and kept no reference into the page.
+        unsafe { hv().update_va_mapping(SCRATCH_VA, 0, UVMF_INVLPG) }?;
+        Ok(r)
+    }
+}
+
 impl Drop for Dom0Ops {
     fn drop(&mut self) {
         SCRATCH_TAKEN.store(false, Ordering::SeqCst);

@@ -25,6 +25,7 @@ use toolstack::command::DOM0_NAME;
 use toolstack::config::{Action, DomainConfig};
 use toolstack::status::{action_for, Reason};
 
+use super::pvconsole::PvConsole;
 use crate::build::ops::{self, Dom0Ops};
 
 /// A domain that shuts down sooner than this after it was built counts as
@@ -44,6 +45,10 @@ struct Managed {
     quick_restarts: u32,
     /// Shut down and preserved: reported already, left alone.
     preserved: bool,
+    /// Dom0's end of its PV console (`None` if binding its port failed:
+    /// then only its `console_io` output, in the hypervisor's ring, is
+    /// seen).
+    console: Option<PvConsole>,
 }
 
 /// The domains the shell built, in the order it built them.
@@ -77,15 +82,31 @@ impl Domains {
         }
         let built = builder::build(ops, image, &config, &BuildOptions::default()).map_err(|e| e.to_string())?;
         let d = built.domid;
+        let console = PvConsole::connect(d, built.console_mfn, built.console_evtchn).ok();
         if let Err(e) = ops::unpause(d) {
+            drop(console);
             return Err(match ops::destroy(d) {
                 Ok(()) => format!("unpausedomain d{d}: {e}"),
                 Err(e2) => format!("unpausedomain d{d}: {e}; destroydomain: {e2}: d{d} is left behind"),
             });
         }
         let started_ns = time::now_ns();
-        self.list.push(Managed { domid: d, config, started_ns, quick_restarts: quick, preserved: false });
+        self.list.push(Managed { domid: d, config, started_ns, quick_restarts: quick, preserved: false, console });
         Ok(d)
+    }
+
+    /// Takes every PV console's new output and delivers its input (errors
+    /// are left for the next poll: a domain being destroyed has no frame
+    /// to map).
+    pub fn poll_consoles(&mut self, ops: &mut Dom0Ops) {
+        for console in self.list.iter_mut().filter_map(|m| m.console.as_mut()) {
+            let _ = console.poll(ops);
+        }
+    }
+
+    /// `domid`'s PV console, if the shell has one for it.
+    pub fn console_of(&mut self, domid: DomId) -> Option<&mut PvConsole> {
+        self.list.iter_mut().find(|m| m.domid == domid).and_then(|m| m.console.as_mut())
     }
 
     /// Forgets `domid` (destroyed by a command).
@@ -133,7 +154,11 @@ impl Domains {
                 i += 1;
                 continue;
             }
-            let m = self.list.remove(i);
+            let mut m = self.list.remove(i);
+            // Its last words, into the kept output before it goes.
+            if let Some(console) = m.console.as_mut() {
+                let _ = console.poll(ops);
+            }
             if let Err(e) = ops::destroy(d) {
                 out.push(format!("d{d} '{}': destroydomain: {e}: it is left behind", m.config.name));
                 continue;
