@@ -185,10 +185,10 @@ fn round(env: &mut Env, n: u64) -> Result<(), String> {
         on_crash: Action::Destroy,
         disk: None,
     };
-    let start = rdtsc();
+    let (start, start_ns) = (rdtsc(), time::now_ns());
     let built =
         builder::build(&mut env.ops, env.image, &config, &BuildOptions::default()).map_err(|e| e.to_string())?;
-    let built_at = rdtsc();
+    let (built_at, built_ns) = (rdtsc(), time::now_ns());
     let d = built.domid;
     println!("BUILD d{d} built ({} pages, entry {:#x})", built.layout.nr_pages(), built.entry);
 
@@ -200,7 +200,7 @@ fn round(env: &mut Env, n: u64) -> Result<(), String> {
         let first = ran.err().map_or(String::new(), |why| format!("{why}; "));
         return Err(format!("{first}destroydomain d{d}: {e}; it is left behind"));
     }
-    let destroyed_at = rdtsc();
+    let (destroyed_at, destroyed_ns) = (rdtsc(), time::now_ns());
     let reason = ran?;
     // Under -icount these are instruction counts (`cargo xtask bench`):
     // building, and the whole life from the first hypercall of the build to
@@ -208,6 +208,9 @@ fn round(env: &mut Env, n: u64) -> Result<(), String> {
     // included).
     println!("BENCH domain_build {}", built_at.wrapping_sub(start));
     println!("BENCH domain_build_run_destroy {}", destroyed_at.wrapping_sub(start));
+    // The same in pvclock time: wall time when not under -icount.
+    println!("WALL domain_build {}", built_ns.saturating_sub(start_ns));
+    println!("WALL domain_build_run_destroy {}", destroyed_ns.saturating_sub(start_ns));
     let after = wait_returned(env, d, before)?;
     println!("BUILD memory returned free={after}");
     if reason == u32::from(ShutdownReason::Crash) {

@@ -120,12 +120,41 @@ pub fn run() -> Result {
     }
     let columns = [("xen-4.17", xen_col), ("hv", hv_col)];
 
+    // Wall time of the same domain life, without -icount: pvclock
+    // nanoseconds under TCG on this host, so only a rough scale.
+    eprintln!("xtask: wall time of a domain's life on both (no -icount)");
+    let wall_of = |q: std::result::Result<Qemu, String>, on_xen: bool| match q {
+        Ok(q) => {
+            let o = if on_xen { q.run_until(TIMEOUT, xen::dom0_ended) } else { q.run(TIMEOUT) };
+            o.map_or_else(Column::Unavailable, |o| figures_tagged(&o, "WALL "))
+        }
+        Err(e) => Column::Unavailable(e),
+    };
+    let wall = [
+        ("xen-4.17", wall_of(xen::dom0_with_ramdisk(&guest, "build", &minimal), true)),
+        (
+            "hv",
+            wall_of(
+                Qemu::hypervisor()
+                    .map(|q| q.memory_mib(xen::XEN_MEMORY_MIB).module(&guest, "build").module(&minimal, "")),
+                false,
+            ),
+        ),
+    ];
+
     let dir = crate::root().join("target").join("bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    write(&dir.join("report.json"), &json(&columns))?;
-    let md = markdown(&columns);
+    let mut report = json(&columns);
+    report.truncate(report.trim_end().len().saturating_sub(1));
+    let wall_json = json_of(&wall, "ns", "pvclock time of one build and of one build-run-destroy, no -icount (TCG)");
+    let _ = write!(report, "  ,\"wall\": {}\n}}\n", wall_json.trim_end());
+    write(&dir.join("report.json"), &report)?;
+    let mut md = markdown(&columns);
+    md.push_str("\n## Wall time\n\nThe domain's life again, without `-icount`: nanoseconds of pvclock time under TCG on this host, a rough scale only.\n\n");
+    md.push_str(&table_titled(&wall, "ns of pvclock time, no -icount"));
     write(&dir.join("report.md"), &md)?;
     print!("{}", table(&columns));
+    print!("{}", table_titled(&wall, "wall time, ns of pvclock (no -icount; TCG on this host: a rough scale)"));
     eprintln!("xtask: wrote target/bench/report.json and target/bench/report.md");
     Ok(())
 }
@@ -171,12 +200,17 @@ fn collect(q: Qemu, on_xen: bool) -> Column {
 }
 
 fn figures(o: &Outcome) -> Column {
+    figures_tagged(o, "BENCH ")
+}
+
+/// The `<tag><name> <number>` lines of `o`, in order.
+fn figures_tagged(o: &Outcome, tag: &str) -> Column {
     let figures: Vec<(String, u64)> = o
         .serial
         .lines()
         // A domU's lines carry the hypervisor's `(dN) ` prefix.
         .map(|l| if l.starts_with("(d") { l.split_once(") ").map_or(l, |(_, rest)| rest) } else { l })
-        .filter_map(|l| l.strip_prefix("BENCH "))
+        .filter_map(|l| l.strip_prefix(tag))
         .filter_map(|rest| {
             let (name, n) = rest.split_once(' ')?;
             Some((name.to_string(), n.trim().parse().ok()?))
@@ -218,7 +252,11 @@ fn cell(c: &Column, name: &str) -> String {
 }
 
 fn table(columns: &[(&str, Column)]) -> String {
-    let mut out = String::from("instructions per operation (median; -icount shift=0: one TSC tick per instruction)\n");
+    table_titled(columns, "instructions per operation (median; -icount shift=0: one TSC tick per instruction)")
+}
+
+fn table_titled(columns: &[(&str, Column)], title: &str) -> String {
+    let mut out = format!("{title}\n");
     let _ = write!(out, "{:<24}", "benchmark");
     for (h, _) in columns {
         let _ = write!(out, " {h:>12}");
@@ -289,8 +327,12 @@ fn json_string(s: &str) -> String {
 }
 
 fn json(columns: &[(&str, Column)]) -> String {
-    let mut out = String::from("{\n  \"unit\": \"instructions\",\n");
-    out.push_str("  \"method\": \"median rdtsc delta less the empty measurement, -icount shift=0,sleep=off\",\n");
+    json_of(columns, "instructions", "median rdtsc delta less the empty measurement, -icount shift=0,sleep=off")
+}
+
+fn json_of(columns: &[(&str, Column)], unit: &str, method: &str) -> String {
+    let mut out = format!("{{\n  \"unit\": {},\n", json_string(unit));
+    let _ = writeln!(out, "  \"method\": {},", json_string(method));
     out.push_str("  \"hypervisors\": {\n");
     for (i, (h, c)) in columns.iter().enumerate() {
         let _ = write!(out, "    {}: ", json_string(h));
