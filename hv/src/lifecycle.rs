@@ -32,14 +32,7 @@ pub fn create_empty(new: &NewDomain) -> Result<DomId, Errno> {
         None => (1..domains::MAX_DOMAINS as DomId).find(|&id| id_free(id)).ok_or(Errno::ENOMEM)?,
     };
     let shared_info = FRAMES.lock().as_mut().and_then(|t| t.alloc(FrameUse::Domain(id))).ok_or(Errno::ENOMEM)?;
-    // SAFETY: just allocated for the new domain, which does not run yet.
-    unsafe { crate::memory::zero_frame(shared_info) };
-    // SAFETY: as above: the frame is ours alone.
-    let shared = unsafe { &mut *crate::memory::frame_ptr(shared_info).cast::<SharedInfo>() };
-    for v in shared.vcpu_info.iter_mut() {
-        v.evtchn_upcall_mask = 1;
-    }
-    crate::clock::publish_to(shared);
+    prepare_shared_info(shared_info);
     // The hypervisor's reference on the shared-info frame, dropped at
     // destruction (`Domain::release_pages`). A fresh frame of the domain
     // always takes one.
@@ -56,15 +49,9 @@ pub fn create_empty(new: &NewDomain) -> Result<DomId, Errno> {
         }
         return Err(e.errno());
     }
-    if let Some(slot) = EVENTS.lock().get_mut(usize::from(id)) {
-        slot.start(id, new.max_evtchn_port, shared_info, false);
-    }
     let mut domain = Domain::new(id, false);
     domain.handle = new.handle;
-    domain.vcpu.kernel_mode = true;
-    if let Some(lock) = DOMAINS.get(usize::from(id)) {
-        *lock.lock() = Some(Slot { domain, shared_info, regs: Regs::default(), selectors: [0; 4], managed: true });
-    }
+    install(Slot { domain, shared_info, regs: Regs::default(), selectors: [0; 4], managed: true }, new.max_evtchn_port);
     if let Some(q) = domains::QUIET_CONSOLE.get(usize::from(id)) {
         q.store(
             !domains::DOMU_CONSOLE_SERIAL.load(core::sync::atomic::Ordering::Relaxed),
@@ -73,4 +60,31 @@ pub fn create_empty(new: &NewDomain) -> Result<DomId, Errno> {
     }
     log::debug!("d{id}: created (empty, paused)");
     Ok(id)
+}
+
+/// Readies a new domain's shared-info frame `mfn` (its own, not yet seen by
+/// any guest): zeroed, upcalls masked on every vCPU, the time published.
+pub fn prepare_shared_info(mfn: hv::mm::Mfn) {
+    // SAFETY: a frame just allocated for a domain that does not run yet:
+    // nothing else refers to it.
+    unsafe { crate::memory::zero_frame(mfn) };
+    // SAFETY: as above.
+    let shared = unsafe { &mut *crate::memory::frame_ptr(mfn).cast::<SharedInfo>() };
+    for v in shared.vcpu_info.iter_mut() {
+        v.evtchn_upcall_mask = 1;
+    }
+    crate::clock::publish_to(shared);
+}
+
+/// Puts a domain that is ready (in the scheduler, its frames referenced)
+/// into the tables: an event table with ports up to `max_port`, and its
+/// slot. From here it can be found, signalled and run.
+pub fn install(slot: Slot, max_port: u32) {
+    let id = slot.domain.id;
+    if let Some(events) = EVENTS.lock().get_mut(usize::from(id)) {
+        events.start(id, max_port, slot.shared_info, slot.domain.privileged);
+    }
+    if let Some(lock) = DOMAINS.get(usize::from(id)) {
+        *lock.lock() = Some(slot);
+    }
 }

@@ -303,23 +303,15 @@ impl Platform for Machine {
     }
 
     fn set_max_pages(&mut self, dom: DomId, pages: u64) -> Result<(), Errno> {
-        let mut guard = DOMAINS.get(usize::from(dom)).ok_or(Errno::ESRCH)?.lock();
-        let slot = guard.as_mut().ok_or(Errno::ESRCH)?;
-        slot.domain.max_pages = pages;
-        Ok(())
+        with_other(dom, |slot| slot.domain.max_pages = pages)
     }
 
     fn domain_pages(&mut self, dom: DomId) -> Result<(u64, u64), Errno> {
-        let guard = DOMAINS.get(usize::from(dom)).and_then(|l| l.try_lock()).ok_or(Errno::ESRCH)?;
-        let slot = guard.as_ref().ok_or(Errno::ESRCH)?;
-        Ok((slot.domain.nr_pages, slot.domain.max_pages))
+        with_other(dom, |slot| (slot.domain.nr_pages, slot.domain.max_pages))
     }
 
     fn set_domain_pages(&mut self, dom: DomId, nr_pages: u64) -> Result<(), Errno> {
-        let mut guard = DOMAINS.get(usize::from(dom)).and_then(|l| l.try_lock()).ok_or(Errno::ESRCH)?;
-        let slot = guard.as_mut().ok_or(Errno::ESRCH)?;
-        slot.domain.nr_pages = nr_pages;
-        Ok(())
+        with_other(dom, |slot| slot.domain.nr_pages = nr_pages)
     }
 
     fn set_vcpu_context(&mut self, dom: DomId, init: &VcpuInit) -> Result<(), Errno> {
@@ -382,10 +374,10 @@ impl Platform for Machine {
     }
 
     fn vcpu_context(&mut self, dom: DomId) -> Result<Option<abi::arch::VcpuGuestContext>, Errno> {
-        let guard = DOMAINS.get(usize::from(dom)).and_then(|l| l.try_lock()).ok_or(Errno::ESRCH)?;
-        let slot = guard.as_ref().ok_or(Errno::ESRCH)?;
-        let v = &slot.domain.vcpu;
-        Ok(v.kernel_table.map(|_| hv::hypercall::control::context_of(v, &slot.regs, slot.selectors)))
+        with_other(dom, |slot| {
+            let v = &slot.domain.vcpu;
+            v.kernel_table.map(|_| hv::hypercall::control::context_of(v, &slot.regs, slot.selectors))
+        })
     }
 
     fn place_vcpu_info(&mut self, mfn: Mfn, offset: u32, info: &VcpuInfo) {
@@ -405,10 +397,17 @@ impl Machine {
     }
 }
 
-/// Whether domain `dom` exists (and is not the running one's slot, which
-/// the caller holds: callers pass other domains only).
+/// Runs `op` on domain `dom`'s slot: `-ESRCH` if there is no such domain.
+/// For domains other than the running one, whose slot its entry holds:
+/// asked for that one, this answers `-ESRCH` rather than deadlock.
+fn with_other<R>(dom: DomId, op: impl FnOnce(&mut Slot) -> R) -> Result<R, Errno> {
+    let mut guard = DOMAINS.get(usize::from(dom)).and_then(|l| l.try_lock()).ok_or(Errno::ESRCH)?;
+    guard.as_mut().map(op).ok_or(Errno::ESRCH)
+}
+
+/// Whether domain `dom` (not the running one) exists.
 fn exists(dom: DomId) -> bool {
-    DOMAINS.get(usize::from(dom)).and_then(|l| l.try_lock()).is_some_and(|g| g.is_some())
+    with_other(dom, |_| ()).is_ok()
 }
 
 /// What the control domain learns about `d`.
@@ -508,15 +507,19 @@ fn handle(regs: &mut Regs, slot: &mut Slot) -> Next {
     match entry(regs, slot) {
         // Checked here first: this is every hypercall's path back.
         Next::Resume if !hv::event::two_level::upcall_due(vcpu_info(slot)) => Next::Resume,
-        Next::Resume => {
-            let vinfo = vcpu_info(slot);
-            let dom = slot.domain.id;
-            match trap::deliver_event(regs, &mut slot.domain.vcpu, vinfo, &mut CurrentSpace, &mut Machine { dom }) {
-                Ok(_) => Next::Resume,
-                Err(c) => report_crash(dom, c),
-            }
-        }
+        Next::Resume => upcall(regs, slot),
         other => other,
+    }
+}
+
+/// Enters the domain in `slot` (on the CPU, its frame in `regs`) through
+/// its event callback if an upcall is due.
+fn upcall(regs: &mut Regs, slot: &mut Slot) -> Next {
+    let vinfo = vcpu_info(slot);
+    let dom = slot.domain.id;
+    match trap::deliver_event(regs, &mut slot.domain.vcpu, vinfo, &mut CurrentSpace, &mut Machine { dom }) {
+        Ok(_) => Next::Resume,
+        Err(c) => report_crash(dom, c),
     }
 }
 
@@ -609,9 +612,9 @@ fn after(regs: &mut Regs, cur: DomId, next: Next) {
     resched |= wake_signalled();
     if RESCHEDULE.swap(false, Ordering::Relaxed) {
         resched = true;
-        for dom in 0..domains::MAX_DOMAINS as DomId {
-            let asked = REMOTE_STOPS.lock().get_mut(usize::from(dom)).and_then(Option::take);
-            if let Some(reason) = asked {
+        let asked = core::mem::replace(&mut *REMOTE_STOPS.lock(), [None; domains::MAX_DOMAINS]);
+        for (dom, reason) in (0..).zip(asked) {
+            if let Some(reason) = reason {
                 log::info!("d{dom}: shut down by the control domain ({reason:?})");
                 stop_domain(dom, Stopped::Shutdown(reason));
             }
@@ -857,15 +860,11 @@ fn switch_to(regs: &mut Regs, to: DomId) {
 fn deliver_upcall(regs: &mut Regs) {
     let cur = CURRENT.load(Ordering::Relaxed);
     let Some(lock) = DomId::try_from(cur).ok().and_then(|d| DOMAINS.get(usize::from(d))) else { return };
-    let crashed = {
-        let mut guard = lock.lock();
-        let Some(slot) = guard.as_mut() else { return };
-        let dom = slot.domain.id;
-        let vinfo = vcpu_info(slot);
-        trap::deliver_event(regs, &mut slot.domain.vcpu, vinfo, &mut CurrentSpace, &mut Machine { dom }).err()
+    let next = match lock.lock().as_mut() {
+        Some(slot) => upcall(regs, slot),
+        None => return,
     };
-    if let Some(c) = crashed {
-        let next = report_crash(cur as DomId, c);
+    if next != Next::Resume {
         after(regs, cur as DomId, next);
     }
 }

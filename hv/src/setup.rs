@@ -2,7 +2,7 @@
 
 use crate::arch::{self, traps::stop_with};
 use crate::console;
-use crate::domains::{self, Slot, DOMAINS, EVENTS, SCHED};
+use crate::domains::{self, Slot, SCHED};
 use core::fmt;
 use hv::bootmod;
 use hv::build::{self, MachineFrames, PvDomainSpec};
@@ -284,14 +284,7 @@ fn create_domain(
             }
         }
     };
-    // SAFETY: just allocated for this domain, which is not running yet.
-    unsafe { crate::memory::zero_frame(shared_info) };
-    // SAFETY: as above: the frame is ours alone until the domain starts.
-    let shared = unsafe { &mut *crate::memory::frame_ptr(shared_info).cast::<abi::shared_info::SharedInfo>() };
-    for v in shared.vcpu_info.iter_mut() {
-        v.evtchn_upcall_mask = 1;
-    }
-    crate::clock::publish_to(shared);
+    crate::lifecycle::prepare_shared_info(shared_info);
     build_spec.memory = memory;
     build_spec.shared_info = shared_info;
     let mut built = match build::build_pv(&build_spec, &mut DirectFrames) {
@@ -338,14 +331,11 @@ fn create_domain(
         fail(&format_args!("the scheduler refused it: {e:?}"));
         return Err(());
     }
-    if let Some(slot) = EVENTS.lock().get_mut(usize::from(id)) {
-        slot.start(id, max_port, shared_info, req.privileged);
-    }
-    if let Some(lock) = DOMAINS.get(usize::from(id)) {
-        *lock.lock() =
-            Some(Slot { domain: built.domain, shared_info, regs: built.regs, selectors: [0; 4], managed: false });
-    }
-    let l = &built.layout;
+    let l = built.layout;
+    crate::lifecycle::install(
+        Slot { domain: built.domain, shared_info, regs: built.regs, selectors: [0; 4], managed: false },
+        max_port,
+    );
     if let (Some(m), Some(r)) = (ramdisk, l.ramdisk()) {
         let path = m.string.as_str().split_whitespace().next().unwrap_or("");
         log::info!("d{id}: ramdisk '{path}' ({}) at {:#x}", Size(m.len()), r.va);
