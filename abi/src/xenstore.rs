@@ -1,5 +1,7 @@
 //! The xenstore ring page and wire header (`io/xs_wire.h`).
 
+use crate::errno::Errno;
+
 /// Size of each xenstore ring.
 pub const XENSTORE_RING_SIZE: usize = 1024;
 /// Largest payload of one message.
@@ -74,6 +76,29 @@ pub const XS_DIRECTORY_PART: u32 = 22;
 pub const XS_TYPE_COUNT: u32 = 23;
 /// A type guaranteed to stay invalid.
 pub const XS_INVALID: u32 = 0xffff;
+
+/// `xsd_errors`: the errnos an `XS_ERROR` reply may name, in the header's
+/// order (new ones are only ever appended). The reply's payload is the
+/// errno's name ([`Errno::name`], `"ENOENT"`) and a nul; a daemon sends
+/// `EINVAL` for an errno not in the list.
+pub const XSD_ERRORS: [Errno; 16] = [
+    Errno::EINVAL,
+    Errno::EACCES,
+    Errno::EEXIST,
+    Errno::EISDIR,
+    Errno::ENOENT,
+    Errno::ENOMEM,
+    Errno::ENOSPC,
+    Errno::EIO,
+    Errno::ENOTEMPTY,
+    Errno::ENOSYS,
+    Errno::EROFS,
+    Errno::EBUSY,
+    Errno::EAGAIN,
+    Errno::EISCONN,
+    Errno::E2BIG,
+    Errno::EPERM,
+];
 
 /// Watch-event payload: index of the path string.
 pub const XS_WATCH_PATH: u32 = 0;
