@@ -77,6 +77,10 @@ pub const GNTMAP_APPLICATION_MAP: u32 = 1 << 3;
 /// `gnttab_map_grant_ref.flags`: `host_addr` is the machine address of the
 /// PTE to update.
 pub const GNTMAP_CONTAINS_PTE: u32 = 1 << 4;
+/// `gnttab_map_grant_ref.flags`: the first of the bits the guest may use
+/// for itself (`_GNTMAP_guest_avail0`); the lowest three of them become
+/// the mapping's PTE bits 9–11.
+pub const GNTMAP_GUEST_AVAIL0: u32 = 16;
 /// `gnttab_map_grant_ref.flags`: bits the guest may use for itself.
 pub const GNTMAP_GUEST_AVAIL_MASK: u32 = 0xffff_0000;
 

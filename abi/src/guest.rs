@@ -33,6 +33,11 @@ use crate::event_channel::{
     EVTCHNOP_BIND_VCPU, EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_RESET, EVTCHNOP_SEND, EVTCHNOP_STATUS,
     EVTCHNOP_UNMASK,
 };
+use crate::grant_table::{
+    GnttabCopy, GnttabMapGrantRef, GnttabQuerySize, GnttabSetVersion, GnttabSetupTable, GnttabUnmapGrantRef,
+    GNTTABOP_COPY, GNTTABOP_MAP_GRANT_REF, GNTTABOP_QUERY_SIZE, GNTTABOP_SETUP_TABLE, GNTTABOP_SET_VERSION,
+    GNTTABOP_UNMAP_GRANT_REF,
+};
 use crate::hypercall as nr;
 use crate::hypercall_page::{HYPERCALL_PAGE_ENTRIES, HYPERCALL_PAGE_ENTRY_SIZE};
 use crate::mm::{
@@ -422,6 +427,16 @@ impl<H: Hypercall> Hypercalls<H> {
         self.call_plain(nr::SCHED_OP, [u64::from(SCHEDOP_REMOTE_SHUTDOWN), ptr(&arg), 0, 0, 0])
     }
 
+    /// `physdev_op(PHYSDEVOP_set_iopl)`: sets this vCPU's virtual IOPL
+    /// (0 to 3, else `EINVAL`). At 1 or more the kernel's `in` and `out`
+    /// are emulated: a port its domain was given is really accessed, any
+    /// other reads as all ones (see [`crate::physdev`]).
+    pub fn physdev_set_iopl(&self, iopl: u32) -> Result<u64, Errno> {
+        let arg = crate::physdev::PhysdevSetIopl { iopl };
+        // Reads `physdev_set_iopl_t` (4 bytes).
+        self.call_plain(nr::PHYSDEV_OP, [u64::from(crate::physdev::PHYSDEVOP_SET_IOPL), ptr(&arg), 0, 0, 0])
+    }
+
     /// `sched_op(SCHEDOP_poll)`: sleeps until one of `ports` is pending, or
     /// until system time `timeout_abs_ns` (0: no timeout), and returns 0.
     /// Returns at once if a port is already pending, or if an upcall is
@@ -588,6 +603,114 @@ impl<H: Hypercall> Hypercalls<H> {
     /// or a domain the caller controls).
     pub fn evtchn_reset(&self, dom: u16) -> Result<u64, Errno> {
         self.evtchn_op(EVTCHNOP_RESET, &mut EvtchnReset { dom })
+    }
+
+    // ---- grant_table_op ------------------------------------------------------
+
+    /// `grant_table_op(cmd, uop, count)` as it is, for operations and
+    /// arguments the typed methods below do not cover (and for probing
+    /// how a hypervisor answers bad ones).
+    ///
+    /// # Safety
+    ///
+    /// `uop` points to `count` structs of the kind `cmd` reads and writes,
+    /// and the operations must not unmap or overwrite memory that live
+    /// Rust references point to (see [`Hypercalls::gnttab_map_grant_ref`]
+    /// and [`Hypercalls::gnttab_copy`]).
+    pub unsafe fn grant_table_op(&self, cmd: u32, uop: u64, count: u32) -> Result<u64, Errno> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.call(nr::GRANT_TABLE_OP, [u64::from(cmd), uop, u64::from(count), 0, 0]) }
+    }
+
+    /// `GNTTABOP_query_size` for domain `dom` ([`DOMID_SELF`], or one the
+    /// caller controls): the struct as the hypervisor wrote it back, with
+    /// the table's current and maximum frames and the `GNTST_*` status.
+    pub fn gnttab_query_size(&self, dom: u16) -> Result<GnttabQuerySize, Errno> {
+        let mut op = GnttabQuerySize { dom, ..GnttabQuerySize::default() };
+        // Reads and writes one `gnttab_query_size` (16 bytes).
+        self.call_plain(nr::GRANT_TABLE_OP, [u64::from(GNTTABOP_QUERY_SIZE), ptr_mut(&mut op), 1, 0, 0])?;
+        Ok(op)
+    }
+
+    /// `GNTTABOP_setup_table` for domain `dom` ([`DOMID_SELF`]): grows its
+    /// grant table to at least `frames.len()` frames and writes their
+    /// machine frames into `frames`, which the guest then maps to write
+    /// grant entries. Returns the op's `GNTST_*` status (more frames than
+    /// the table's maximum is `GNTST_general_error`).
+    pub fn gnttab_setup_table(&self, dom: u16, frames: &mut [u64]) -> Result<i16, Errno> {
+        let Ok(nr_frames) = u32::try_from(frames.len()) else { return Err(Errno::EINVAL) };
+        let mut op = GnttabSetupTable { dom, nr_frames, frame_list: ptr_mut(frames), ..GnttabSetupTable::default() };
+        // Reads `gnttab_setup_table` (24 bytes), writes its status and at
+        // most `frames.len()` u64s into `frames`.
+        self.call_plain(nr::GRANT_TABLE_OP, [u64::from(GNTTABOP_SETUP_TABLE), ptr_mut(&mut op), 1, 0, 0])?;
+        Ok(op.status)
+    }
+
+    /// `GNTTABOP_set_version`: asks for grant-table version `version`.
+    /// Returns the call's result and the version in effect afterwards,
+    /// which the hypervisor writes back whatever the result (a version
+    /// other than 1 or 2 is `EINVAL`; 2 where it is not offered `ENOSYS`).
+    pub fn gnttab_set_version(&self, version: u32) -> (Result<u64, Errno>, u32) {
+        let mut op = GnttabSetVersion { version };
+        // Reads and writes one `gnttab_set_version` (4 bytes).
+        let r = self.call_plain(nr::GRANT_TABLE_OP, [u64::from(GNTTABOP_SET_VERSION), ptr_mut(&mut op), 1, 0, 0]);
+        (r, op.version)
+    }
+
+    /// `GNTTABOP_map_grant_ref` for each op in `ops`, in order: maps the
+    /// frame another domain (or this one) granted at `host_addr` in the
+    /// current page tables. Each op gets its own `status` (`GNTST_*`) and,
+    /// on success, the `handle` to unmap it with and the frame's address in
+    /// `dev_bus_addr`. `Ok(0)` once every op was processed, whatever their
+    /// statuses; `EFAULT` if the hypervisor could not read or write one
+    /// (the ones before it were done).
+    ///
+    /// # Safety
+    ///
+    /// Each `host_addr`'s old mapping is replaced: no live Rust reference
+    /// may point into those pages.
+    pub unsafe fn gnttab_map_grant_ref(&self, ops: &mut [GnttabMapGrantRef]) -> Result<u64, Errno> {
+        // SAFETY: the hypervisor reads and writes `ops`; the mappings are
+        // the caller's promise.
+        unsafe { self.grant_batch(GNTTABOP_MAP_GRANT_REF, ptr_mut(ops), ops.len()) }
+    }
+
+    /// `GNTTABOP_unmap_grant_ref` for each op in `ops`: removes the mapping
+    /// `handle` made at `host_addr`. Each op gets its own `status`;
+    /// otherwise as [`Hypercalls::gnttab_map_grant_ref`].
+    ///
+    /// # Safety
+    ///
+    /// No live Rust reference points into the pages unmapped.
+    pub unsafe fn gnttab_unmap_grant_ref(&self, ops: &mut [GnttabUnmapGrantRef]) -> Result<u64, Errno> {
+        // SAFETY: as for the map.
+        unsafe { self.grant_batch(GNTTABOP_UNMAP_GRANT_REF, ptr_mut(ops), ops.len()) }
+    }
+
+    /// `GNTTABOP_copy` for each op in `ops`: copies `len` bytes between
+    /// granted frames (`GNTCOPY_*_gref`) or this domain's own frames
+    /// (`DOMID_SELF` and a machine frame). Each op gets its own `status`;
+    /// otherwise as [`Hypercalls::gnttab_map_grant_ref`].
+    ///
+    /// # Safety
+    ///
+    /// The destination bytes hold nothing a live Rust reference relies on.
+    pub unsafe fn gnttab_copy(&self, ops: &mut [GnttabCopy]) -> Result<u64, Errno> {
+        // SAFETY: as for the map; what is overwritten is the caller's
+        // promise.
+        unsafe { self.grant_batch(GNTTABOP_COPY, ptr_mut(ops), ops.len()) }
+    }
+
+    /// One batch of `grant_table_op`: more than `i32::MAX` ops is `EINVAL`
+    /// without a call (Xen reads `count` as a signed int).
+    ///
+    /// # Safety
+    ///
+    /// As [`Hypercalls::grant_table_op`].
+    unsafe fn grant_batch(&self, cmd: u32, uop: u64, count: usize) -> Result<u64, Errno> {
+        let count = u32::try_from(count).ok().filter(|&c| c <= i32::MAX as u32).ok_or(Errno::EINVAL)?;
+        // SAFETY: forwarded to the caller.
+        unsafe { self.grant_table_op(cmd, uop, count) }
     }
 
     // ---- traps, callbacks, stacks, segments, mappings ----------------------

@@ -58,6 +58,7 @@ pub mod guest;
 pub mod hypercall;
 pub mod hypercall_page;
 pub mod mm;
+pub mod physdev;
 pub mod ring;
 pub mod sched;
 pub mod shared_info;

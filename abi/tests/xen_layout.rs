@@ -288,6 +288,7 @@ layouts! {
     mm::XenAddToPhysmap => "struct xen_add_to_physmap" { domid, size, space, idx, gpfn }
     mm::XenMemoryMap => "struct xen_memory_map" { nr_entries, _pad0 = pad, buffer }
     mm::MulticallEntry => "struct multicall_entry" { op, result, args }
+    physdev::PhysdevSetIopl => "struct physdev_set_iopl" { iopl }
     sched::SchedShutdown => "struct sched_shutdown" { reason }
     sched::SchedPoll => "struct sched_poll" { ports, nr_ports, _pad0 = pad, timeout }
     sched::SchedRemoteShutdown => "struct sched_remote_shutdown" {
@@ -538,7 +539,18 @@ fn sysctl_views() -> Vec<View> {
 /// String constants the headers define.
 fn strs() -> Vec<StrConst> {
     let prefix = arch::XEN_EMULATE_PREFIX.iter().map(|b| format!("{b:#04x}")).collect::<Vec<_>>().join(",");
-    vec![StrConst { rust: "arch::XEN_EMULATE_PREFIX", value: format!(".byte {prefix} ; "), c: "XEN_EMULATE_PREFIX" }]
+    let mut strs = vec![StrConst {
+        rust: "arch::XEN_EMULATE_PREFIX",
+        value: format!(".byte {prefix} ; "),
+        c: "XEN_EMULATE_PREFIX",
+    }];
+    // The names an XS_ERROR reply carries, entry by entry.
+    strs.extend(xenstore::XSD_ERRORS.iter().enumerate().map(|(i, e)| StrConst {
+        rust: "xenstore::XSD_ERRORS",
+        value: e.name().to_owned(),
+        c: String::leak(format!("xsd_errors[{i}].errstring")),
+    }));
+    strs
 }
 
 /// Constants with no counterpart in Xen's public headers, and why.
@@ -732,6 +744,7 @@ consts! {
     grant_table::GNTMAP_READONLY => "GNTMAP_readonly",
     grant_table::GNTMAP_APPLICATION_MAP => "GNTMAP_application_map",
     grant_table::GNTMAP_CONTAINS_PTE => "GNTMAP_contains_pte",
+    grant_table::GNTMAP_GUEST_AVAIL0 => "_GNTMAP_guest_avail0",
     grant_table::GNTMAP_GUEST_AVAIL_MASK => "GNTMAP_guest_avail_mask",
     grant_table::GNTCOPY_SOURCE_GREF => "GNTCOPY_source_gref",
     grant_table::GNTCOPY_DEST_GREF => "GNTCOPY_dest_gref",
@@ -868,6 +881,8 @@ consts! {
     mm::VMASST_TYPE_ARCHITECTURAL_IOPL => "VMASST_TYPE_architectural_iopl",
     mm::VMASST_TYPE_RUNSTATE_UPDATE_FLAG => "VMASST_TYPE_runstate_update_flag",
     mm::VMASST_TYPE_M2P_STRICT => "VMASST_TYPE_m2p_strict",
+    physdev::PHYSDEVOP_SET_IOPL => "PHYSDEVOP_set_iopl",
+    physdev::PHYSDEVOP_SET_IOBITMAP => "PHYSDEVOP_set_iobitmap",
     // sched
     sched::SCHEDOP_YIELD => "SCHEDOP_yield",
     sched::SCHEDOP_BLOCK => "SCHEDOP_block",
@@ -1011,6 +1026,7 @@ consts! {
     xenstore::XS_INVALID => "XS_INVALID",
     xenstore::XS_WATCH_PATH => "XS_WATCH_PATH",
     xenstore::XS_WATCH_TOKEN => "XS_WATCH_TOKEN",
+    xenstore::XSD_ERRORS.len() => "sizeof(xsd_errors) / sizeof(xsd_errors[0])",
     // domctl
     domctl::XEN_DOMCTL_INTERFACE_VERSION => "XEN_DOMCTL_INTERFACE_VERSION",
     domctl::XEN_SCHEDULER_CREDIT => "XEN_SCHEDULER_CREDIT",
@@ -1197,12 +1213,14 @@ fn c_program(t: &Tables) -> String {
          #include <xen/features.h>\n\
          #include <xen/grant_table.h>\n\
          #include <xen/memory.h>\n\
+         #include <xen/physdev.h>\n\
          #include <xen/sched.h>\n\
          #include <xen/sysctl.h>\n\
          #include <xen/vcpu.h>\n\
          #include <xen/version.h>\n\
          #include <xen/io/console.h>\n\
          #include <xen/io/ring.h>\n\
+         #include <errno.h> /* xs_wire.h defines xsd_errors only after it */\n\
          #include <xen/io/xs_wire.h>\n\
          \n\
          DEFINE_RING_TYPES(dummy, uint32_t, uint32_t);\n",

@@ -64,12 +64,20 @@ pub enum Workload {
     /// ramdisk with the toolstack's domain builder, run it until it shuts
     /// down, destroy it; `count` times.
     Build,
+    /// Build `count` domains of `memory_mib` MiB from the kernel image in
+    /// the ramdisk and keep them all alive at once, timing each creation
+    /// and measuring the hypervisor's memory per domain; then destroy them
+    /// all and check that every frame came back.
+    Many,
     /// Run the control domain's interactive shell on the console; the text
     /// after `--` holds commands, separated by `;`, to run first.
     Shell,
     /// Read lines from the PV console ring and print each back as
     /// `echo: <line>`.
     Echo,
+    /// Talk to xenstore over the domain's store ring: read its name and
+    /// id, write a node, try a node that is dom0's.
+    Xenstore,
 }
 
 /// One parameter a workload takes.
@@ -97,6 +105,8 @@ const BENCH_YIELD: &[Param] = &[Param { key: "count", default: Some(10_000), max
 const CONTROL: &[Param] = &[Param { key: "count", default: Some(1_000), max: u32::MAX as u64 }];
 const BUILD: &[Param] =
     &[Param { key: "memory_mib", default: Some(16), max: 1024 }, Param { key: "count", default: Some(1), max: 1000 }];
+const MANY: &[Param] =
+    &[Param { key: "memory_mib", default: Some(4), max: 1024 }, Param { key: "count", default: Some(1000), max: 4096 }];
 
 /// Most parameters a workload takes.
 pub const MAX_PARAMS: usize = 2;
@@ -121,8 +131,10 @@ impl Workload {
         Workload::BenchYield,
         Workload::Control,
         Workload::Build,
+        Workload::Many,
         Workload::Shell,
         Workload::Echo,
+        Workload::Xenstore,
     ];
 
     /// The workload's command-line name.
@@ -145,8 +157,10 @@ impl Workload {
             Workload::BenchYield => "bench-yield",
             Workload::Control => "control",
             Workload::Build => "build",
+            Workload::Many => "many",
             Workload::Shell => "shell",
             Workload::Echo => "echo",
+            Workload::Xenstore => "xenstore",
         }
     }
 
@@ -159,6 +173,7 @@ impl Workload {
             Workload::BenchYield => BENCH_YIELD,
             Workload::Control => CONTROL,
             Workload::Build => BUILD,
+            Workload::Many => MANY,
             _ => &[],
         }
     }
@@ -166,7 +181,7 @@ impl Workload {
 
 /// The workloads' names, for messages.
 pub const KNOWN: &str = "selftest, bench, reboot, crash, fault-no-handler, fault-bad-stack, privileged, hostile, \
-                         ping, pong, spin, sleep, block, yield-spin, bench-yield, control, build, shell, echo";
+                         ping, pong, spin, sleep, block, yield-spin, bench-yield, control, build, many, shell, echo, xenstore";
 
 const _: () = assert!(MAX_PARAMS >= PEER_COUNT.len() && MAX_PARAMS >= SLEEP.len());
 

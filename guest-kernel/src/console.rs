@@ -16,7 +16,8 @@
 //! Every line also goes to `console_io`, as before: the hypervisor keeps
 //! it in its console ring (where tests and `dmesg` see it; Xen's release
 //! build drops it). Dom0, and a domain without a console page, have
-//! `console_io` alone.
+//! `console_io` alone. While a [`redirect`] is set, output goes to its
+//! sink instead (dom0's shell answering on its control port).
 
 use crate::hypercall::hv;
 use crate::layout::va_of_pfn;
@@ -154,8 +155,25 @@ pub fn has_ring() -> bool {
 /// one, and `console_io` (errors are dropped: there is nowhere else to
 /// report them).
 pub fn write_bytes(bytes: &[u8]) {
+    // Copied out at once: a sink that prints must not find it taken.
+    let sink = SINK.try_lock().and_then(|s| *s);
+    if let Some(sink) = sink {
+        return sink(bytes);
+    }
     pv_write(bytes);
     let _ = hv().console_write(bytes);
+}
+
+/// Somewhere else for console output to go.
+pub type Sink = fn(&[u8]);
+
+/// Where output goes instead of the console, while set.
+static SINK: crate::lock::Lock<Option<Sink>> = crate::lock::Lock::new(None);
+
+/// Sends everything printed to `sink` instead of the console (`None`:
+/// back to the console); returns the sink there was.
+pub fn redirect(sink: Option<Sink>) -> Option<Sink> {
+    core::mem::replace(&mut *SINK.lock(), sink)
 }
 
 /// Formats `args` and writes the text a line at a time.

@@ -12,7 +12,13 @@
 //! - `cycles`: `count` cycles of create, `max_mem` and `populate_physmap`
 //!   of 16 pages (one more is refused), destroy; afterwards the free
 //!   memory is exactly what it was (every frame came back) and ids were
-//!   reused.
+//!   reused;
+//! - `grants`: dom0 sets up a created domain's grant table, writes an
+//!   entry granting it one of that domain's frames (as a toolstack writes
+//!   the console and xenstore grants), maps the grant, destroys the
+//!   domain while it is mapped (the frame stays readable, the id is not
+//!   reused), unmaps it, and then every frame has come back and the id is
+//!   free again.
 //!
 //! In an unprivileged domain every call is refused: the workload checks
 //! that it gets `EPERM` for both hypercalls (`CTL refused ok`).
@@ -22,6 +28,8 @@ use abi::errno::Errno;
 use abi::sched::ShutdownReason;
 use abi::sysctl::*;
 use guest_kernel::hypercall::hv;
+use guest_kernel::layout::SCRATCH_BASE;
+use guest_kernel::mm;
 use guest_kernel::msg;
 use guest_kernel::println;
 use guest_kernel::runtime::{shutdown, start_info};
@@ -168,6 +176,102 @@ fn check_cycles(count: u64) -> Result<(), Msg> {
     Ok(())
 }
 
+/// Where `grants` maps the granted frame: an empty 2 MiB of the scratch
+/// region, clear of the builder's page.
+const GRANT_VA: u64 = SCRATCH_BASE + 70 * (2 << 20);
+
+fn check_grants(_: u64) -> Result<(), Msg> {
+    use abi::grant_table::*;
+    mm::init().map_err(|e| msg!("mm::init: {e}"))?;
+    mm::l1_table(GRANT_VA).map_err(|e| msg!("the scratch L1: {e}"))?;
+    let mut ops = crate::build::ops::Dom0Ops::new().map_err(|e| msg!("the foreign scratch page: {e}"))?;
+    // Our own grant state (made on first use, kept for our life) first: a
+    // map of a reference past our table makes it and maps nothing.
+    let mut warm =
+        [GnttabMapGrantRef { host_addr: GRANT_VA, flags: GNTMAP_HOST_MAP, ref_: 1 << 20, ..Default::default() }];
+    // SAFETY: refused (GNTST_bad_gntref): nothing is mapped.
+    unsafe { hv().gnttab_map_grant_ref(&mut warm) }.map_err(|e| msg!("map_grant_ref: {e:?}"))?;
+    if warm[0].status != GNTST_BAD_GNTREF {
+        return Err(msg!("map of reference 2^20: status {}", warm[0].status));
+    }
+    let before = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
+    let d = create(0x67).map_err(|e| msg!("create: {e:?}"))?;
+    domctl(&mut XenDomctl::max_mem(d, 64)).map_err(|e| msg!("max_mem: {e:?}"))?;
+    let mut mfns = [0u64, 1];
+    let n = hv().populate_physmap(d, &mut mfns).map_err(|e| msg!("populate_physmap: {e:?}"))?;
+    let mut table = [0u64; 1];
+    let st = hv().gnttab_setup_table(d, &mut table).map_err(|e| msg!("setup_table(d{d}): {e:?}"))?;
+    if n != 2 || st != GNTST_OKAY {
+        return Err(msg!("d{d}: populated {n}, setup_table status {st}"));
+    }
+    // Its frame holds a pattern; its entry 3 grants the frame to us.
+    let (frame, entry) = (mfns[0], u64::from(GTF_PERMIT_ACCESS) | mfns[0] << 32);
+    let write = |ops: &mut crate::build::ops::Dom0Ops, mfn: u64, at: usize, value: u64| {
+        ops.with_foreign_frame(d, mfn, |p| {
+            // SAFETY: the foreign frame is mapped at `p` for the closure;
+            // `at` < 512 keeps the u64 inside it.
+            let slot = unsafe { p.cast::<u64>().add(at) };
+            // SAFETY: an aligned u64 in that frame, written as shared memory.
+            unsafe { slot.write_volatile(value) }
+        })
+    };
+    write(&mut ops, frame, 5, 0x5a5a_1234).map_err(|e| msg!("writing d{d}'s frame: {e:?}"))?;
+    write(&mut ops, table[0], 3, entry).map_err(|e| msg!("writing d{d}'s grant entry: {e:?}"))?;
+    let mut op =
+        [GnttabMapGrantRef { host_addr: GRANT_VA, flags: GNTMAP_HOST_MAP, ref_: 3, dom: d, ..Default::default() }];
+    // SAFETY: GRANT_VA is an unused scratch page.
+    unsafe { hv().gnttab_map_grant_ref(&mut op) }.map_err(|e| msg!("map_grant_ref: {e:?}"))?;
+    if op[0].status != GNTST_OKAY || op[0].dev_bus_addr != frame << 12 {
+        return Err(msg!("map_grant_ref: status {} dev_bus_addr {:#x}", op[0].status, op[0].dev_bus_addr));
+    }
+    let read = || {
+        // SAFETY: the grant is mapped at GRANT_VA (read as shared memory);
+        // word 5 is inside the page.
+        unsafe { (GRANT_VA as *const u64).wrapping_add(5).read_volatile() }
+    };
+    let seen = read();
+    // The granter is destroyed while its grant is mapped: what is mapped
+    // stays, and so does its id.
+    domctl(&mut XenDomctl::destroydomain(d)).map_err(|e| msg!("destroy d{d}: {e:?}"))?;
+    let after_destroy = read();
+    let gone = !matches!(info(d), Ok((id, _)) if id == d);
+    let held = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
+    let other = create(0x68).map_err(|e| msg!("create after destroy: {e:?}"));
+    if let Ok(o) = other {
+        let _ = domctl(&mut XenDomctl::destroydomain(o));
+    }
+    let mut un = [GnttabUnmapGrantRef { host_addr: GRANT_VA, handle: op[0].handle, ..Default::default() }];
+    // SAFETY: nothing references the page at GRANT_VA.
+    unsafe { hv().gnttab_unmap_grant_ref(&mut un) }.map_err(|e| msg!("unmap_grant_ref: {e:?}"))?;
+    let after = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
+    // Its id can be given out again.
+    let again = create_as(d).map_err(|e| msg!("create d{d} again: {e:?}"))?;
+    domctl(&mut XenDomctl::destroydomain(again)).map_err(|e| msg!("destroy d{again}: {e:?}"))?;
+    let last = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
+    println!(
+        "INFO grants d{d} free_before={before} while_mapped={held} after_unmap={after} other_id={other:?} unmap_status={}",
+        un[0].status
+    );
+    if (seen, after_destroy) != (0x5a5a_1234, 0x5a5a_1234) || !gone {
+        return Err(msg!("read {seen:#x}, then {after_destroy:#x} after destroy; d{d} gone: {gone}"));
+    }
+    if held >= before || other.as_ref().is_ok_and(|&o| o == d) {
+        return Err(msg!("destroyed while mapped: {} frames held, new id {other:?}", before.saturating_sub(held)));
+    }
+    if un[0].status != GNTST_OKAY || after != before || last != before {
+        return Err(msg!("unmap status {}, then {} frames not returned", un[0].status, before.abs_diff(after)));
+    }
+    Ok(())
+}
+
+/// Creates a domain with id `id`.
+fn create_as(id: u16) -> Result<u16, Errno> {
+    let cfg = XenDomctlCreatedomain { max_vcpus: 1, max_evtchn_port: 1023, ..Default::default() };
+    let mut op = XenDomctl::createdomain(id, &cfg);
+    domctl(&mut op)?;
+    Ok(op.domain)
+}
+
 /// Runs the checks and powers off (crashes if one failed).
 pub fn run(count: u64) -> ! {
     if start_info().flags & abi::start_info::SIF_PRIVILEGED == 0 {
@@ -180,12 +284,13 @@ pub fn run(count: u64) -> ! {
         }
         shutdown(ShutdownReason::Poweroff)
     }
-    let checks: [(&str, Check); 5] = [
+    let checks: [(&str, Check); 6] = [
         ("physinfo", check_physinfo),
         ("readconsole", check_readconsole),
         ("errors", check_errors),
         ("lifecycle", check_lifecycle),
         ("cycles", check_cycles),
+        ("grants", check_grants),
     ];
     let (mut pass, mut fail) = (0, 0);
     for (name, check) in checks {

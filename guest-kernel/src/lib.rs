@@ -6,7 +6,8 @@
 //! the address-space map), [`boot`] (start_info checks), [`cmdline`]
 //! (workload selection), [`frame`] (trap frames, trap table), [`text`]
 //! (line-buffered output), [`lineedit`] (typed console input, a line at a
-//! time), [`frame_alloc`] (free guest frames),
+//! time), [`frame_alloc`] (free guest frames), [`xenbus`] (xenstore
+//! messages; its ring client is the image's),
 //! [`pagetable`] (page-table walks and updates against a hypervisor trait),
 //! [`heap`] (the free list behind the global allocator), [`lock`] and
 //! [`upcall`] (the 2-level event protocol's consumer side).
@@ -19,8 +20,8 @@
 //! the direct map, page tables through `mmu_update`/`mmuext_op`, the heap),
 //! `user` (a user-mode task entered with `iret`), `event` (the event
 //! upcall, per-port handlers, the upcall mask), `thread` (cooperative
-//! kernel threads and wait queues) and `time` (the pvclock, `VIRQ_TIMER`
-//! and sleeping).
+//! kernel threads and wait queues), `time` (the pvclock, `VIRQ_TIMER`
+//! and sleeping) and `uart` (a serial port through emulated port I/O).
 //!
 //! A workload binary names its `fn main() -> !` with `entry!`.
 #![cfg_attr(not(test), no_std)]
@@ -40,6 +41,7 @@ pub mod pagetable;
 pub mod pvcons;
 pub mod text;
 pub mod upcall;
+pub mod xenbus;
 
 #[cfg(target_os = "none")]
 pub mod console;
@@ -61,5 +63,7 @@ pub mod thread;
 pub mod time;
 #[cfg(target_os = "none")]
 pub mod traps;
+#[cfg(target_os = "none")]
+pub mod uart;
 #[cfg(target_os = "none")]
 pub mod user;

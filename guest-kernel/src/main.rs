@@ -2,8 +2,10 @@
 //! command line (`selftest`, the default, `bench`, one of the misbehaving
 //! workloads in `hostile`, the attack suite among them, the event-channel
 //! pair in `pingpong`, the scheduling loads in `loads`, the control
-//! hypercalls in `control`, building a domain in `build`, or the control
-//! domain's interactive `shell`).
+//! hypercalls in `control`, building a domain in `build`, a thousand at
+//! once in `many`, or the control
+//! domain's interactive `shell`, or `xenstore`, a client of the shell's
+//! xenstore).
 //!
 //! On the host this file builds to a program that says it is an image.
 #![cfg_attr(target_os = "none", no_std)]
@@ -25,6 +27,8 @@ mod hostile;
 #[cfg(target_os = "none")]
 mod loads;
 #[cfg(target_os = "none")]
+mod many;
+#[cfg(target_os = "none")]
 mod pingpong;
 #[cfg(target_os = "none")]
 mod privileged;
@@ -34,6 +38,8 @@ mod probe;
 mod selftest;
 #[cfg(target_os = "none")]
 mod shell;
+#[cfg(target_os = "none")]
+mod xsclient;
 
 #[cfg(target_os = "none")]
 guest_kernel::entry!(main);
@@ -90,8 +96,10 @@ fn main() -> ! {
         Workload::BenchYield => bench::yield_switch(inv.get("count")),
         Workload::Control => control::run(inv.get("count")),
         Workload::Build => build::run(inv.get("memory_mib"), inv.get("count")),
+        Workload::Many => many::run(inv.get("memory_mib"), inv.get("count")),
         Workload::Shell => shell::run(),
         Workload::Echo => echo::run(),
+        Workload::Xenstore => xsclient::run(),
     }
 }
 

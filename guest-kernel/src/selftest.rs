@@ -7,7 +7,8 @@
 //! first, then the trap table (without which a trap would kill the
 //! domain, so the trap checks are failed rather than run), then traps,
 //! then memory management and user mode ([`memory`]), then event
-//! channels, timers and kernel threads ([`events`]).
+//! channels, timers and kernel threads ([`events`]), then grant tables
+//! ([`grants`]).
 
 use crate::probe::{self, probe, Probe, Seen};
 use abi::arch::{SegmentBase, FLAT_KERNEL_CS, FLAT_KERNEL_SS, HYPERVISOR_VIRT_START, MACH2PHYS_VIRT_START};
@@ -41,6 +42,7 @@ macro_rules! ensure {
 }
 
 mod events;
+mod grants;
 mod memory;
 
 /// The software vector delivered directly (trap-table DPL 3).
@@ -150,6 +152,21 @@ pub fn run() -> ! {
         };
         if i == 0 {
             events_ok = result.is_ok();
+        }
+        r.check(name, result);
+    }
+
+    // Grant tables: grant_setup first, the rest need it; all take frames.
+    let mut grants_ok = false;
+    for (i, (name, check)) in grants::CHECKS.into_iter().enumerate() {
+        let result = match (traps_ok, mm_ok, i == 0 || grants_ok) {
+            (false, _, _) => Err(msg!("skipped: no trap table")),
+            (true, false, _) => Err(msg!("skipped: mm_init failed")),
+            (true, true, false) => Err(msg!("skipped: grant_setup failed")),
+            (true, true, true) => check(),
+        };
+        if i == 0 {
+            grants_ok = result.is_ok();
         }
         r.check(name, result);
     }

@@ -21,6 +21,9 @@
 //! | `console <id\|name>` | the domain's console output (its PV console's, else its lines in the console ring), then new output as it comes, with what is typed as its input, until Ctrl-] or the domain's end: `[detached]` |
 //! | `info` | `sysctl physinfo` and the number of domains |
 //! | `dmesg` | the hypervisor's console ring |
+//! | `images`, `upload <name> <bytes>` | the kernel images; receiving one on the control port |
+//! | `xenstore-ls [<path>]` | the xenstore tree under `<path>` (default `/`), `name = "value"` a line, indented by depth |
+//! | `xenstore-read <path>`, `xenstore-write <path> <value>` | a node's value, read or written as dom0 |
 //! | `exit` | `dom0: exit status=<commands that failed>`, then power off |
 //!
 //! A command that fails prints one line, `error: <what>`, and counts
@@ -66,6 +69,18 @@
 //! notes where its reprint landed (when the ring holds it verbatim) and
 //! `console` leaves it out.
 //!
+//! # Xenstore
+//!
+//! The shell is the xenstore daemon of the domains it builds, as
+//! `xenstored` is on Xen ([`store`], the portable daemon is
+//! [`toolstack::xenstore`]): each gets `/local/domain/<id>` with `name`
+//! and `domid` (dom0's, readable by the domain) and is introduced on the
+//! store ring and port the builder put in its `start_info`. Every poll
+//! (between reads while idle, after every command, and while attached to
+//! a console) maps each store frame for the moment and moves requests and
+//! replies. A domain destroyed or gone is released and its entries
+//! removed. Dom0 itself reaches the store only through the commands.
+//!
 //! # On Xen 4.17
 //!
 //! The same hypercalls. The PV console works the same there; a release
@@ -74,8 +89,10 @@
 //! dom0's output only with `console_to_ring`).
 
 mod domains;
+mod images;
 mod pvconsole;
 mod ring;
+mod store;
 
 use alloc::collections::VecDeque;
 use alloc::format;
@@ -95,15 +112,18 @@ use guest_kernel::hypercall::hv;
 use guest_kernel::lineedit::{Input, LineEditor};
 use guest_kernel::runtime::{shutdown, start_info};
 use guest_kernel::time::{self, NS_PER_MS};
-use guest_kernel::{mm, print, println};
+use guest_kernel::uart::{Uart, COM2};
+use guest_kernel::{console, mm, print, println};
 use toolstack::builder::DomId;
 use toolstack::command::{self, Command, DomainRef, Verb, DEFAULT_KERNEL};
 use toolstack::conring::{GuestLines, Reprints};
+use toolstack::ctlport::{self, Line, LineReader, Upload};
 use toolstack::status::{ListRow, LIST_HEADER};
 
 use crate::build::ops::{self, Dom0Ops};
 use crate::build::ramdisk;
 use domains::Domains;
+use images::Images;
 
 /// The prompt.
 pub const PROMPT: &str = "dom0> ";
@@ -124,11 +144,61 @@ fn on_dom_exc(_: Port) {
     DOM_EXC.store(true, Ordering::SeqCst);
 }
 
+/// Where the command running now was typed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// The console.
+    Console,
+    /// The control port (see [`toolstack::ctlport`]).
+    Control,
+}
+
+/// Where typed input comes from.
+#[derive(Clone, Copy, Debug)]
+enum Typist {
+    /// `console_io` reads.
+    Console,
+    /// The control port.
+    Control(Uart),
+    /// Nowhere.
+    Nobody,
+}
+
+impl Typist {
+    /// Reads what was typed into `buf` (`console_io` errors read as
+    /// nothing); how many bytes came.
+    fn read(self, buf: &mut [u8]) -> usize {
+        match self {
+            Typist::Console => {
+                hv().console_read(buf).ok().and_then(|n| usize::try_from(n).ok()).map_or(0, |n| n.min(buf.len()))
+            }
+            Typist::Control(uart) => uart.read(buf),
+            Typist::Nobody => 0,
+        }
+    }
+}
+
+/// The control port's UART, once opened.
+static CONTROL: guest_kernel::lock::Lock<Option<Uart>> = guest_kernel::lock::Lock::new(None);
+
+/// The console sink while a control-port command runs: its output, with
+/// the end-of-reply byte masked.
+fn to_control_port(bytes: &[u8]) {
+    let uart = CONTROL.try_lock().and_then(|u| *u);
+    if let Some(uart) = uart {
+        uart.write(ctlport::escape(bytes));
+    }
+}
+
 /// The shell's state.
 struct Shell {
     ops: Dom0Ops,
-    /// The one kernel image there is: dom0's ramdisk.
-    image: &'static [u8],
+    /// The kernel images: the ramdisk and uploaded ones.
+    images: Images,
+    /// The control port's UART and the line arriving on it.
+    control: Option<(Uart, LineReader)>,
+    /// Where the running command came from.
+    source: Source,
     /// The `VIRQ_DOM_EXC` port, if the hypervisor offers the VIRQ.
     dom_exc: Option<Port>,
     domains: Domains,
@@ -153,9 +223,10 @@ pub fn run() -> ! {
         }
     };
     println!(
-        "dom0 shell: {} KiB kernel image for 'create', domain events {}; type 'help' for the commands",
-        shell.image.len() / 1024,
+        "dom0 shell: {} KiB kernel image for 'create', domain events {}, control port {}; type 'help' for the commands",
+        shell.images.get(DEFAULT_KERNEL).map_or(0, <[u8]>::len) / 1024,
         if shell.dom_exc.is_some() { "on VIRQ_DOM_EXC" } else { "polled (VIRQ_DOM_EXC unavailable)" },
+        if shell.control.is_some() { "on COM2" } else { "absent" },
     );
     let line = passed_on(&start_info().cmd_line).unwrap_or(b"");
     match core::str::from_utf8(line) {
@@ -176,12 +247,6 @@ pub fn run() -> ! {
     shell.interact()
 }
 
-/// Reads what was typed into `buf` (`console_io` errors read as nothing);
-/// how many bytes came.
-fn read_typed(buf: &mut [u8]) -> usize {
-    hv().console_read(buf).ok().and_then(|n| usize::try_from(n).ok()).map_or(0, |n| n.min(buf.len()))
-}
-
 /// Sleeps [`IDLE_MS`] on the timer (or, without one, yields).
 fn idle() {
     if time::sleep_ns(IDLE_MS * NS_PER_MS).is_err() {
@@ -200,7 +265,17 @@ impl Shell {
         mm::init().map_err(|e| format!("mm::init: {e}"))?;
         event::init().map_err(|e| format!("event::init: {e}"))?;
         time::timer_port().map_err(|e| format!("VIRQ_TIMER: {e}"))?;
-        let image = ramdisk()?;
+        let images = Images::new(ramdisk()?);
+        let control = match Uart::open(COM2) {
+            Ok(uart) => {
+                *CONTROL.lock() = Some(uart);
+                Some((uart, LineReader::new()))
+            }
+            Err(why) => {
+                println!("shell: no control port on COM2: {why}");
+                None
+            }
+        };
         let ops = Dom0Ops::new().map_err(|e| format!("the scratch page for foreign frames: {e}"))?;
         let dom_exc = match hv().evtchn_bind_virq(VIRQ_DOM_EXC, 0) {
             Ok(port) => {
@@ -214,7 +289,9 @@ impl Shell {
         };
         Ok(Shell {
             ops,
-            image,
+            images,
+            control,
+            source: Source::Console,
             dom_exc,
             domains: Domains::default(),
             reprints: Reprints::new(),
@@ -229,6 +306,7 @@ impl Shell {
         let mut echo: Vec<u8> = Vec::new();
         print!("{PROMPT}");
         loop {
+            self.serve_control_port();
             let events = self.domain_events();
             if !events.is_empty() {
                 // On lines of their own, then the prompt and what was typed again.
@@ -263,12 +341,60 @@ impl Shell {
         }
     }
 
+    /// Where the running command's typed input comes from.
+    fn typist(&self) -> Typist {
+        match (self.source, &self.control) {
+            (Source::Control, Some((uart, _))) => Typist::Control(*uart),
+            (Source::Control, None) => Typist::Nobody,
+            (Source::Console, _) => Typist::Console,
+        }
+    }
+
+    /// [`Typist::read`] for the running command.
+    fn read_typed(&self, buf: &mut [u8]) -> usize {
+        self.typist().read(buf)
+    }
+
+    /// Runs the commands that arrived whole on the control port, each
+    /// with its output there and its end line (see [`toolstack::ctlport`]).
+    fn serve_control_port(&mut self) {
+        loop {
+            let Some((uart, reader)) = self.control.as_mut() else { return };
+            let mut byte = [0u8; 1];
+            if uart.read(&mut byte) == 0 {
+                return;
+            }
+            let Some(line) = reader.push(byte[0]) else { continue };
+            let uart = *uart;
+            let failed = self.failed;
+            let previous = console::redirect(Some(to_control_port));
+            self.source = Source::Control;
+            match line {
+                Line::Complete(line) => {
+                    // Comments come back: hvctl syncs with them.
+                    if line.starts_with('#') {
+                        println!("{line}");
+                    }
+                    self.execute(&line);
+                    self.report_events();
+                }
+                Line::Bad(why) => {
+                    println!("error: {why}");
+                    self.failed += 1;
+                }
+            }
+            self.source = Source::Console;
+            console::redirect(previous);
+            uart.write(ctlport::end_line(self.failed - failed).bytes());
+        }
+    }
+
     /// Reads what was typed into [`Shell::input`] if that is empty;
     /// whether there is input.
     fn fill_input(&mut self) -> bool {
         if self.input.is_empty() {
             let mut buf = [0u8; 64];
-            let n = read_typed(&mut buf);
+            let n = self.read_typed(&mut buf);
             self.input.extend(&buf[..n]);
         }
         !self.input.is_empty()
@@ -328,6 +454,27 @@ impl Shell {
             }
             Command::Info => self.info(),
             Command::Dmesg => self.dmesg(),
+            Command::Images => {
+                for (name, bytes) in self.images.list() {
+                    println!("{name:<24} {:>8} KiB", bytes.div_ceil(1024));
+                }
+                Ok(())
+            }
+            Command::Upload { name, size } => self.upload(&name, size),
+            Command::XenstoreLs(path) => {
+                let path = path.as_deref().unwrap_or("/");
+                let text = self.domains.store().ls(Some(path)).map_err(|e| format!("xenstore-ls: {path}: {e}"))?;
+                print!("{text}");
+                Ok(())
+            }
+            Command::XenstoreRead(path) => {
+                let value = self.domains.store().read(&path).map_err(|e| format!("xenstore-read: {path}: {e}"))?;
+                println!("{}", guest_kernel::text::Escaped(&value));
+                Ok(())
+            }
+            Command::XenstoreWrite { path, value } => {
+                self.domains.store().write(&path, value.as_bytes()).map_err(|e| format!("xenstore-write: {path}: {e}"))
+            }
             Command::Exit => unreachable!("handled by execute"),
         }
     }
@@ -362,8 +509,9 @@ impl Shell {
     fn domain_events(&mut self) -> Vec<String> {
         let mut out = Vec::new();
         self.domains.poll_consoles(&mut self.ops);
+        self.domains.poll_stores(&mut self.ops);
         if self.dom_exc_seen() {
-            self.domains.check(&mut self.ops, self.image, &mut out);
+            self.domains.check(&mut self.ops, &self.images, &mut out);
         }
         out
     }
@@ -385,18 +533,62 @@ impl Shell {
     }
 
     fn create(&mut self, config: toolstack::config::DomainConfig) -> Result<(), String> {
-        if config.kernel != DEFAULT_KERNEL {
+        let Some(image) = self.images.get(&config.kernel) else {
             return Err(format!(
-                "create: kernel '{}': dom0 has one image, its ramdisk (kernel={DEFAULT_KERNEL})",
+                "create: no kernel image '{}' (see 'images'; hvctl create --kernel FILE uploads one)",
                 config.kernel.escape_debug()
             ));
-        }
+        };
         if config.disk.is_some() {
             return Err("create: disk: there is no block backend".to_string());
         }
         let name = config.name.clone();
-        let d = self.domains.create(&mut self.ops, self.image, config).map_err(|e| format!("create: {e}"))?;
+        let d = self.domains.create(&mut self.ops, image, config).map_err(|e| format!("create: {e}"))?;
         println!("created d{d} '{name}'");
+        Ok(())
+    }
+
+    /// Receives an image on the control port (see [`toolstack::ctlport`]):
+    /// an acknowledgement when ready and after every chunk, the image
+    /// kept as `name` once whole.
+    fn upload(&mut self, name: &str, size: usize) -> Result<(), String> {
+        let Some((uart, _)) = self.control.as_ref().filter(|_| self.source == Source::Control) else {
+            return Err("upload: only on the control port (hvctl create --kernel FILE sends one)".to_string());
+        };
+        let uart = *uart;
+        let mut upload =
+            Upload::new(name, size).ok_or_else(|| format!("upload: no memory for {size} bytes in dom0"))?;
+        uart.write([ctlport::ACK]);
+        let mut buf = [0u8; 512];
+        let mut last = time::now_ns();
+        let mut empty = 0u32;
+        while upload.remaining() > 0 {
+            let want = upload.remaining().min(buf.len());
+            let n = uart.read(&mut buf[..want]);
+            if n == 0 {
+                empty += 1;
+                if time::now_ns().saturating_sub(last) > ctlport::UPLOAD_IDLE_MS * NS_PER_MS {
+                    return Err(format!(
+                        "upload: {name}: nothing came for {} s, {} bytes short; abandoned",
+                        ctlport::UPLOAD_IDLE_MS / 1000,
+                        upload.remaining()
+                    ));
+                }
+                // A short spin, then sleep: the host is slower than we are.
+                if empty > 4096 {
+                    let _ = time::sleep_ns(NS_PER_MS);
+                }
+                continue;
+            }
+            (last, empty) = (time::now_ns(), 0);
+            let (_, acks) = upload.feed(&buf[..n]);
+            for _ in 0..acks {
+                uart.write([ctlport::ACK]);
+            }
+        }
+        let (name, image) = upload.finish().ok_or("upload: incomplete")?;
+        println!("{}", ctlport::uploaded_line(&name, &image));
+        self.images.add(name, image);
         Ok(())
     }
 
@@ -496,7 +688,11 @@ impl Shell {
         let (mut detach, mut sent) = (at.is_some(), !typed.is_empty());
         let (mut cursor, mut last) = (0, b'\n');
         let (mut quiet, mut lingered) = (0u32, 0u32);
-        while let Some(c) = self.domains.console_of(id) {
+        let typist = self.typist();
+        loop {
+            // The domain may be waiting on xenstore while it is watched.
+            self.domains.poll_stores(&mut self.ops);
+            let Some(c) = self.domains.console_of(id) else { break };
             let _ = c.poll(&mut self.ops);
             let (new, next) = c.since(cursor);
             cursor = next;
@@ -516,7 +712,7 @@ impl Shell {
                 continue;
             }
             let mut typed = [0u8; 64];
-            let n = read_typed(&mut typed);
+            let n = typist.read(&mut typed);
             let (mine, rest) = match typed[..n].iter().position(|&b| b == DETACH) {
                 Some(at) => (&typed[..at], Some(&typed[at + 1..n])),
                 None => (&typed[..n], None),
@@ -566,7 +762,7 @@ impl Shell {
             // follows it is for the prompt.
             if !detach {
                 let mut typed = [0u8; 64];
-                let n = read_typed(&mut typed);
+                let n = self.read_typed(&mut typed);
                 if let Some(at) = typed[..n].iter().position(|&b| b == DETACH) {
                     self.input.extend(&typed[at + 1..n]);
                     detach = true;

@@ -198,6 +198,8 @@ pub fn build_pv(spec: &PvDomainSpec<'_>, mem: &mut impl MachineFrames) -> Result
         ..Regs::default()
     };
     let mut domain = Domain::new(spec.domid, spec.initial_domain);
+    // The initial domain drives the devices the hypervisor does not.
+    domain.vcpu.io_ports = spec.initial_domain;
     domain.nr_pages = spec.memory.len();
     domain.max_pages = spec.memory.len();
     Ok(Built { domain, l4, regs, layout, cmdline_truncated: si.cmdline_truncated })

@@ -67,6 +67,12 @@ pub struct Vcpu {
     pub timer: Option<u64>,
     /// What the vCPU waits for in `SCHEDOP_poll`, while it polls.
     pub poll: Option<Poll>,
+    /// The virtual IOPL (`PHYSDEVOP_set_iopl`), 0 to 3: whether `in` and
+    /// `out` are emulated ([`crate::ioport`]).
+    pub iopl: u8,
+    /// Its domain was given the I/O ports the hypervisor does not drive
+    /// (the control domain is); else every port reads as all ones.
+    pub io_ports: bool,
 }
 
 /// Most ports one `SCHEDOP_poll` may wait on (Xen's limit).
@@ -147,6 +153,8 @@ impl Vcpu {
             vcpu_info_at: None,
             timer: None,
             poll: None,
+            iopl: 0,
+            io_ports: false,
         }
     }
 }

@@ -7,7 +7,14 @@
 //! ([`TIMERS`]). Wakeups found while a slot is held are queued
 //! ([`SIGNALS`]) and handled once it is released. There is one CPU, so the
 //! locks never contend; they keep each borrow exclusive.
+//!
+//! The tables indexed by domain id are small per entry (a pointer, a few
+//! words): what a domain needs beyond that (its [`Slot`], its
+//! [`EventChannels`]) lives in hypervisor frames taken when it is created
+//! and returned when it goes ([`FrameBox`]), so the id space can be large
+//! while a machine with few domains pays for few.
 
+use crate::memory::FrameBox;
 use abi::shared_info::{SharedInfo, VcpuInfo};
 use hv::domain::Domain;
 use hv::event::{self, DomainEvents, EventChannels, EventState, EventWords, Signal};
@@ -18,8 +25,8 @@ use hv::regs::Regs;
 use hv::sched::Scheduler;
 use hv::sync::SpinLock;
 
-/// Domain slots: a domain's id is its slot.
-pub const MAX_DOMAINS: usize = 16;
+/// Domain slots: a domain's id is its slot. As many as the scheduler has.
+pub const MAX_DOMAINS: usize = hv::sched::MAX_DOMAINS;
 
 /// A domain's state that only its own entries touch.
 #[derive(Debug)]
@@ -38,8 +45,8 @@ pub struct Slot {
     pub managed: bool,
 }
 
-/// Every domain, by id.
-pub static DOMAINS: [SpinLock<Option<Slot>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
+/// Every domain, by id; each slot in frames of its own.
+pub static DOMAINS: [SpinLock<Option<FrameBox<Slot>>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
 
 /// Domains the toolstack created whose console output stays in the
 /// console ring (see `domu_console=`).
@@ -59,8 +66,8 @@ pub static ZOMBIES: [core::sync::atomic::AtomicBool; MAX_DOMAINS] =
 pub struct EventSlot {
     /// Whether a domain uses this slot.
     pub live: bool,
-    /// The port table.
-    pub channels: EventChannels,
+    /// The port table, in frames of its own while the domain is live.
+    pub channels: Option<FrameBox<EventChannels>>,
     /// The shared-info frame (pending and mask bitmaps; `vcpu_info` 0 by default).
     pub shared_info: Mfn,
     /// vCPU 0's `vcpu_info` if the guest moved it (frame, offset).
@@ -70,24 +77,33 @@ pub struct EventSlot {
 }
 
 /// Every domain's event channels, by id.
-/// The slots are statics, set up in place ([`EventSlot::start`]): a table
-/// is too big to build on the hypervisor's stack.
 pub static EVENTS: SpinLock<[EventSlot; MAX_DOMAINS]> = SpinLock::new(
-    [const {
-        EventSlot {
-            live: false,
-            channels: EventChannels::new(0, 1, 0),
-            shared_info: 0,
-            vcpu_info_at: None,
-            privileged: false,
-        }
-    }; MAX_DOMAINS],
+    [const { EventSlot { live: false, channels: None, shared_info: 0, vcpu_info_at: None, privileged: false } };
+        MAX_DOMAINS],
 );
 
+/// An empty port table to copy new ones from: a table is too big to build
+/// on the hypervisor's stack, so it is copied frame to frame and reset in
+/// place.
+static EMPTY_CHANNELS: EventChannels = EventChannels::new(0, 1, 0);
+
+/// A new port table for domain `dom` with ports up to `max_port`, none
+/// bound; `None` when memory is exhausted.
+pub fn new_channels(dom: DomId, max_port: u32) -> Option<FrameBox<EventChannels>> {
+    // SAFETY: `new_with` passes frames claimed for a table (aligned, ours
+    // alone), which cannot overlap the static.
+    let init = |p: *mut EventChannels| unsafe { core::ptr::copy_nonoverlapping(&EMPTY_CHANNELS, p, 1) };
+    // SAFETY: the copy of a valid table is a valid table (it is plain
+    // data: no pointers, nothing to drop).
+    let mut table = unsafe { FrameBox::new_with(init) }?;
+    table.reset(dom, 1, max_port);
+    Some(table)
+}
+
 impl EventSlot {
-    /// Puts domain `dom` in this slot with no ports bound.
-    pub fn start(&mut self, dom: DomId, max_port: u32, shared_info: Mfn, privileged: bool) {
-        self.channels.reset(dom, 1, max_port);
+    /// Puts domain `dom` in this slot with `channels`, no ports bound.
+    pub fn start(&mut self, channels: FrameBox<EventChannels>, shared_info: Mfn, privileged: bool) {
+        self.channels = Some(channels);
         self.shared_info = shared_info;
         self.vcpu_info_at = None;
         self.privileged = privileged;
@@ -157,7 +173,9 @@ impl Signals {
 pub static SIGNALS: SpinLock<Signals> = SpinLock::new(Signals { queue: [None; 64], len: 0, overflowed: false });
 
 /// The scheduler (set up at boot).
-pub static SCHED: SpinLock<Option<Scheduler>> = SpinLock::new(None);
+/// Built in place by the `const` constructor: it is too big for the
+/// hypervisor's stack.
+pub static SCHED: SpinLock<Option<Scheduler>> = SpinLock::new(Some(Scheduler::new()));
 
 /// The shared-info page of frame `mfn`, through the direct map.
 pub fn shared_info_ptr(mfn: Mfn) -> *mut SharedInfo {
@@ -220,12 +238,13 @@ impl<'a> AllEvents<'a> {
 impl event::Domains for AllEvents<'_> {
     fn events(&mut self, dom: DomId) -> Option<DomainEvents<'_>> {
         let slot = self.table.get_mut(usize::from(dom)).filter(|s| s.live)?;
+        let channels = slot.channels.as_deref_mut()?;
         self.scratch.shared = shared_info_ptr(slot.shared_info);
         self.scratch.vcpu0 = match self.current {
             Some((d, v)) if d == dom => v,
             _ => vcpu_info_ptr(slot.shared_info, slot.vcpu_info_at),
         };
-        Some(DomainEvents { channels: &mut slot.channels, state: &mut self.scratch })
+        Some(DomainEvents { channels, state: &mut self.scratch })
     }
 
     fn is_privileged(&self, dom: DomId) -> bool {

@@ -107,6 +107,8 @@ unsafe impl Pod for abi::sched::XenPlatformParameters {}
 // SAFETY: as above.
 unsafe impl Pod for abi::sched::SchedShutdown {}
 // SAFETY: as above.
+unsafe impl Pod for abi::physdev::PhysdevSetIopl {}
+// SAFETY: as above.
 unsafe impl Pod for abi::sched::XenFeatureInfo {}
 // SAFETY: as above.
 unsafe impl Pod for abi::start_info::StartInfo {}

@@ -39,9 +39,11 @@ pub const IMAGE_PHYS_START: u64 = 0x10_0000;
 pub const DIRECTMAP_START: u64 = 0xFFFF_8300_0000_0000;
 /// End of the direct map (exclusive); it can cover 5 TiB of RAM.
 pub const DIRECTMAP_END: u64 = HYPERVISOR_VIRT_END;
-/// How much RAM the boot page tables map in the direct map (4 GiB, 2 MiB
-/// pages); RAM above this is mapped by `arch` once the allocator runs.
-pub const BOOT_DIRECTMAP_BYTES: u64 = 4 << 30;
+/// How much RAM the boot page tables map in the direct map (8 GiB, 2 MiB
+/// pages, one page directory per GiB, so a whole number of GiB); RAM above
+/// this is not used yet.
+pub const BOOT_DIRECTMAP_BYTES: u64 = 8 << 30;
+const _: () = assert!(BOOT_DIRECTMAP_BYTES.is_multiple_of(1 << 30) && BOOT_DIRECTMAP_BYTES <= 512 << 30);
 
 /// Page size in bytes.
 pub const PAGE_SIZE: u64 = 4096;

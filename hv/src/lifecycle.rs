@@ -1,10 +1,12 @@
 //! Domains made and unmade at run time, for the control domain's `domctl`.
 
 use crate::domains::{self, Slot, DOMAINS, EVENTS, SCHED};
+use crate::memory::FrameBox;
 use crate::setup::FRAMES;
 use abi::errno::Errno;
 use abi::shared_info::SharedInfo;
 use hv::domain::Domain;
+use hv::event::EventChannels;
 use hv::hypercall::control::NewDomain;
 use hv::mm::frame::{DomId, FrameUse};
 use hv::regs::Regs;
@@ -24,6 +26,9 @@ fn id_free(id: DomId) -> bool {
 /// Creates an empty PV domain (`XEN_DOMCTL_createdomain`): a shared-info
 /// frame, an event-channel table, one vCPU that is down until it gets a
 /// context, no memory, and paused by its creator, as Xen creates them.
+/// `-ENOMEM` when memory runs out, with nothing left behind: the
+/// hypervisor's state for it is allocated first and freed on every
+/// failure.
 pub fn create_empty(new: &NewDomain) -> Result<DomId, Errno> {
     let id = match new.id {
         Some(id) if usize::from(id) >= domains::MAX_DOMAINS => return Err(Errno::EINVAL),
@@ -31,7 +36,18 @@ pub fn create_empty(new: &NewDomain) -> Result<DomId, Errno> {
         Some(id) => id,
         None => (1..domains::MAX_DOMAINS as DomId).find(|&id| id_free(id)).ok_or(Errno::ENOMEM)?,
     };
-    let shared_info = FRAMES.lock().as_mut().and_then(|t| t.alloc(FrameUse::Domain(id))).ok_or(Errno::ENOMEM)?;
+    let channels = domains::new_channels(id, new.max_evtchn_port).ok_or(Errno::ENOMEM)?;
+    let shared_info = FRAMES.lock().as_mut().and_then(|t| t.alloc(FrameUse::Domain(id)));
+    let Some(shared_info) = shared_info else { return Err(Errno::ENOMEM) };
+    let mut domain = Domain::new(id, false);
+    domain.handle = new.handle;
+    let slot = Slot { domain, shared_info, regs: Regs::default(), selectors: [0; 4], managed: true };
+    let Some(slot) = FrameBox::new(slot) else {
+        if let Some(t) = FRAMES.lock().as_mut() {
+            let _ = t.free(shared_info);
+        }
+        return Err(Errno::ENOMEM);
+    };
     prepare_shared_info(shared_info);
     // The hypervisor's reference on the shared-info frame, dropped at
     // destruction (`Domain::release_pages`). A fresh frame of the domain
@@ -49,9 +65,7 @@ pub fn create_empty(new: &NewDomain) -> Result<DomId, Errno> {
         }
         return Err(e.errno());
     }
-    let mut domain = Domain::new(id, false);
-    domain.handle = new.handle;
-    install(Slot { domain, shared_info, regs: Regs::default(), selectors: [0; 4], managed: true }, new.max_evtchn_port);
+    install(slot, channels);
     if let Some(q) = domains::QUIET_CONSOLE.get(usize::from(id)) {
         q.store(
             !domains::DOMU_CONSOLE_SERIAL.load(core::sync::atomic::Ordering::Relaxed),
@@ -77,12 +91,12 @@ pub fn prepare_shared_info(mfn: hv::mm::Mfn) {
 }
 
 /// Puts a domain that is ready (in the scheduler, its frames referenced)
-/// into the tables: an event table with ports up to `max_port`, and its
+/// into the tables: its event table ([`domains::new_channels`]) and its
 /// slot. From here it can be found, signalled and run.
-pub fn install(slot: Slot, max_port: u32) {
+pub fn install(slot: FrameBox<Slot>, channels: FrameBox<EventChannels>) {
     let id = slot.domain.id;
     if let Some(events) = EVENTS.lock().get_mut(usize::from(id)) {
-        events.start(id, max_port, slot.shared_info, slot.domain.privileged);
+        events.start(channels, slot.shared_info, slot.domain.privileged);
     }
     if let Some(lock) = DOMAINS.get(usize::from(id)) {
         *lock.lock() = Some(slot);

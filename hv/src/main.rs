@@ -14,6 +14,8 @@ mod console;
 #[cfg(target_os = "none")]
 mod domains;
 #[cfg(target_os = "none")]
+mod grants;
+#[cfg(target_os = "none")]
 mod lifecycle;
 #[cfg(target_os = "none")]
 mod memory;

@@ -186,3 +186,97 @@ pub fn guard_stack() -> Result<(), &'static str> {
     crate::arch::cpu::flush_tlb();
     Ok(())
 }
+
+/// A `T` in hypervisor-owned frames of its own: the per-domain state that
+/// exists only while its domain does (Xen's `xzalloc` of `struct domain`
+/// and its event-channel buckets). The frames come from the frame table
+/// when it is made and go back when it is dropped, so a machine with no
+/// domains holds none of it, and running out of memory is an error the
+/// creator sees (`-ENOMEM`) rather than a fixed limit.
+///
+/// Dropping one takes the frame table's lock: never drop it while holding
+/// that lock (inside [`with_page_types`] or a `FRAMES` guard).
+pub struct FrameBox<T> {
+    ptr: core::ptr::NonNull<T>,
+}
+
+// SAFETY: a `FrameBox` owns its `T` as a `Box` would.
+unsafe impl<T: Send> Send for FrameBox<T> {}
+
+impl<T> FrameBox<T> {
+    /// The frames one takes.
+    pub const FRAMES: u64 = (core::mem::size_of::<T>() as u64).div_ceil(PAGE_SIZE);
+
+    /// Claims frames for a `T` and fills them with `init`, which must
+    /// write a whole valid `T` through the pointer it gets (without
+    /// building one on the hypervisor stack if `T` is big). `None` when
+    /// memory is exhausted.
+    ///
+    /// # Safety
+    /// `init` must leave a valid `T` at the pointer.
+    pub unsafe fn new_with(init: impl FnOnce(*mut T)) -> Option<FrameBox<T>> {
+        const { assert!(core::mem::align_of::<T>() <= PAGE_SIZE as usize) };
+        let first = {
+            let mut frames = FRAMES.lock();
+            let t = frames.as_mut()?;
+            if Self::FRAMES == 1 {
+                t.alloc(FrameUse::Hypervisor)?
+            } else {
+                t.claim_run(Self::FRAMES, FrameUse::Hypervisor, 0x100, t.frames())?.start
+            }
+        };
+        let ptr = frame_ptr(first).cast::<T>();
+        init(ptr);
+        core::ptr::NonNull::new(ptr).map(|ptr| FrameBox { ptr })
+    }
+
+    /// `value`, moved into frames of its own; `None` when memory is
+    /// exhausted.
+    pub fn new(value: T) -> Option<FrameBox<T>> {
+        // SAFETY: `new_with` passes frames claimed for a `T` (aligned, ours
+        // alone).
+        let init = |p: *mut T| unsafe { p.write(value) };
+        // SAFETY: `init` leaves `value` there.
+        unsafe { Self::new_with(init) }
+    }
+
+    fn first_mfn(&self) -> Mfn {
+        (self.ptr.as_ptr() as u64 - DIRECTMAP_START) / PAGE_SIZE
+    }
+}
+
+impl<T> core::ops::Deref for FrameBox<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the frames hold a valid `T` that this box alone owns.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T> core::ops::DerefMut for FrameBox<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as for `deref`, and `&mut self` makes the borrow unique.
+        unsafe { self.ptr.as_mut() }
+    }
+}
+
+impl<T: core::fmt::Debug> core::fmt::Debug for FrameBox<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
+impl<T> Drop for FrameBox<T> {
+    fn drop(&mut self) {
+        // SAFETY: the `T` is valid and nothing uses it after this.
+        unsafe { core::ptr::drop_in_place(self.ptr.as_ptr()) };
+        let first = self.first_mfn();
+        if let Some(t) = FRAMES.lock().as_mut() {
+            for mfn in first..first + Self::FRAMES {
+                if let Err(e) = t.free(mfn) {
+                    log::error!("frame {mfn:#x} of hypervisor state not freed: {e:?}");
+                }
+            }
+        }
+    }
+}

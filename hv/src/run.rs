@@ -99,6 +99,16 @@ struct Machine {
     dom: DomId,
 }
 
+impl hv::ioport::PortBus for Machine {
+    fn read(&mut self, port: u16, size: u8) -> u32 {
+        cpu::port_in(port, size)
+    }
+
+    fn write(&mut self, port: u16, size: u8, value: u32) {
+        cpu::port_out(port, size, value);
+    }
+}
+
 impl trap::GuestCpu for Machine {
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4] {
         let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
@@ -389,6 +399,41 @@ impl Platform for Machine {
             slot.vcpu_info_at = at;
         }
     }
+
+    // ---- grant tables: hv::grant's machine side is crate::grants ----
+    fn grant_root(&mut self, dom: DomId) -> Mfn {
+        crate::grants::root(dom)
+    }
+    fn set_grant_root(&mut self, dom: DomId, root: Mfn) -> Result<(), Errno> {
+        crate::grants::set_root(dom, root)
+    }
+    fn alloc_hv_frame(&mut self) -> Option<Mfn> {
+        crate::grants::alloc_frame()
+    }
+    fn free_hv_frame(&mut self, mfn: Mfn) {
+        crate::grants::free_frame(mfn)
+    }
+    fn hv_frame(&mut self, mfn: Mfn) -> &mut [u64; 512] {
+        crate::grants::state_frame(self, mfn)
+    }
+    fn frame_load32(&mut self, mfn: Mfn, word: usize) -> u32 {
+        crate::grants::load32(mfn, word)
+    }
+    fn frame_cmpxchg32(&mut self, mfn: Mfn, word: usize, old: u32, new: u32) -> Result<u32, u32> {
+        crate::grants::cmpxchg32(mfn, word, old, new)
+    }
+    fn frame_and32(&mut self, mfn: Mfn, word: usize, mask: u32) {
+        crate::grants::and32(mfn, word, mask)
+    }
+    fn copy_frame_bytes(&mut self, dst: Mfn, dst_off: usize, src: Mfn, src_off: usize, len: usize) {
+        crate::grants::copy_bytes(dst, dst_off, src, src_off, len)
+    }
+    fn domain_exists(&mut self, dom: DomId) -> bool {
+        crate::grants::domain_exists(dom)
+    }
+    fn reclaim_domain(&mut self, dom: DomId) {
+        crate::grants::reclaim(dom)
+    }
 }
 
 impl Machine {
@@ -402,7 +447,7 @@ impl Machine {
 /// asked for that one, this answers `-ESRCH` rather than deadlock.
 fn with_other<R>(dom: DomId, op: impl FnOnce(&mut Slot) -> R) -> Result<R, Errno> {
     let mut guard = DOMAINS.get(usize::from(dom)).and_then(|l| l.try_lock()).ok_or(Errno::ESRCH)?;
-    guard.as_mut().map(op).ok_or(Errno::ESRCH)
+    guard.as_deref_mut().map(op).ok_or(Errno::ESRCH)
 }
 
 /// Whether domain `dom` (not the running one) exists.
@@ -612,9 +657,10 @@ fn after(regs: &mut Regs, cur: DomId, next: Next) {
     resched |= wake_signalled();
     if RESCHEDULE.swap(false, Ordering::Relaxed) {
         resched = true;
-        let asked = core::mem::replace(&mut *REMOTE_STOPS.lock(), [None; domains::MAX_DOMAINS]);
-        for (dom, reason) in (0..).zip(asked) {
-            if let Some(reason) = reason {
+        // One entry at a time: a copy of the table would be 4 KiB of stack.
+        for dom in 0..domains::MAX_DOMAINS as DomId {
+            let asked = REMOTE_STOPS.lock()[usize::from(dom)].take();
+            if let Some(reason) = asked {
                 log::info!("d{dom}: shut down by the control domain ({reason:?})");
                 stop_domain(dom, Stopped::Shutdown(reason));
             }
@@ -875,13 +921,16 @@ fn deliver_upcall(regs: &mut Regs) {
 fn retire(dom: DomId) {
     sched(|s| s.remove_domain(dom));
     TIMERS.lock()[usize::from(dom)] = domains::Timers::default();
-    {
+    let channels = {
         let mut table = EVENTS.lock();
         hv::event::close_all(&mut AllEvents::new(&mut table, None), dom);
-        if let Some(e) = table.get_mut(usize::from(dom)) {
+        table.get_mut(usize::from(dom)).and_then(|e| {
             e.live = false;
-        }
-    }
+            e.channels.take()
+        })
+    };
+    // Its port table's frames go back (outside the lock).
+    drop(channels);
     raise_virq(0, VIRQ_DOM_EXC);
 }
 
@@ -891,7 +940,10 @@ fn retire(dom: DomId) {
 /// stay allocated, with a warning, and the id is not given out again.
 fn destroy_domain(dom: DomId, level: log::Level) {
     let Some(mut slot) = DOMAINS.get(usize::from(dom)).and_then(|l| l.lock().take()) else { return };
-    let still_used = crate::memory::with_page_types(|pt| slot.domain.release_pages(pt, slot.shared_info));
+    // Its grant mappings and table first, while its page tables stand.
+    hv::grant::release_domain(&mut Machine { dom }, dom);
+    let slot_ref: &mut Slot = &mut slot;
+    let still_used = crate::memory::with_page_types(|pt| slot_ref.domain.release_pages(pt, slot_ref.shared_info));
     let mut freed = 0u64;
     if let Some(table) = FRAMES.lock().as_mut() {
         for mfn in 0..table.frames() {

@@ -3,6 +3,7 @@
 use crate::arch::{self, traps::stop_with};
 use crate::console;
 use crate::domains::{self, Slot, SCHED};
+use crate::memory::FrameBox;
 use core::fmt;
 use hv::bootmod;
 use hv::build::{self, MachineFrames, PvDomainSpec};
@@ -15,7 +16,7 @@ use hv::mm::memmap::FrameRange;
 use hv::mm::pagetype::Level;
 use hv::mm::Mfn;
 use hv::multiboot::{BootInfo, BootInfoError, Module, PhysMemory};
-use hv::sched::{self, Scheduler};
+use hv::sched;
 use hv::sync::SpinLock;
 
 /// The machine's frames. `None` only until `init_memory` has run.
@@ -29,7 +30,8 @@ extern "C" {
     static __image_end: u8;
 }
 
-/// Physical memory as the boot direct map shows it (the first 4 GiB).
+/// Physical memory as the boot direct map shows it (the first
+/// `BOOT_DIRECTMAP_BYTES`).
 struct DirectMap;
 
 impl PhysMemory for DirectMap {
@@ -39,7 +41,7 @@ impl PhysMemory for DirectMap {
             return Err(BootInfoError::Unreadable(paddr));
         }
         let src = (DIRECTMAP_START + paddr) as *const u8;
-        // SAFETY: [paddr, end) lies in the first 4 GiB, which the boot page
+        // SAFETY: [paddr, end) lies below BOOT_DIRECTMAP_BYTES, which the boot page
         // tables map at DIRECTMAP_START; the bytes are plain memory the
         // loader wrote, read once here.
         unsafe { core::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
@@ -130,13 +132,19 @@ impl MachineFrames for DirectFrames {
 /// sets up the scheduler. Returns whether there is a dom0; stops the
 /// machine if dom0 cannot be built, or if there is nothing to run.
 fn start_domains(modules: &[Module], dom0_mem: u64) -> bool {
-    match Scheduler::with_config(sched::Config::DEFAULT) {
-        Ok(s) => *SCHED.lock() = Some(s),
-        Err(e) => {
-            log::error!("sched: {e:?}");
-            stop_with(Exit::BadBoot)
-        }
+    // The scheduler is built in place (see `SCHED`), with the default
+    // configuration.
+    if let Err(e) = sched::Config::DEFAULT.validate() {
+        log::error!("sched: {e:?}");
+        stop_with(Exit::BadBoot)
     }
+    log::info!(
+        "domains: up to {} at once, each with {} frames of hypervisor state (slot {} bytes, event channels {} bytes)",
+        domains::MAX_DOMAINS,
+        FrameBox::<Slot>::FRAMES + FrameBox::<hv::event::EventChannels>::FRAMES,
+        core::mem::size_of::<Slot>(),
+        core::mem::size_of::<hv::event::EventChannels>(),
+    );
     let mut dom0 = false;
     let mut next_id: DomId = 1;
     let mut started = 0;
@@ -230,12 +238,12 @@ fn create_domain(
         log::error!("{what} '{path}': {why}");
     };
     if module.end > BOOT_DIRECTMAP_BYTES || ramdisk.is_some_and(|r| r.end > BOOT_DIRECTMAP_BYTES) {
-        fail(&"module lies above 4 GiB, beyond the boot direct map");
+        fail(&"module lies beyond the boot direct map");
         return Err(());
     }
     let bytes = |m: &Module| {
         let start = (DIRECTMAP_START + m.start) as *const u8;
-        // SAFETY: the module lies in RAM below 4 GiB (checked above), which
+        // SAFETY: the module lies in RAM the boot direct map covers (checked above), which
         // the direct map covers, and its frames stay claimed as a module
         // (nothing else writes them) until they are freed below.
         unsafe { core::slice::from_raw_parts(start, m.len() as usize) }
@@ -323,6 +331,12 @@ fn create_domain(
         }
     }
     let max_port = if req.privileged { hv::event::NR_PORTS - 1 } else { DOMU_MAX_PORT };
+    let l = built.layout;
+    let slot = Slot { domain: built.domain, shared_info, regs: built.regs, selectors: [0; 4], managed: false };
+    let (Some(channels), Some(slot)) = (crate::domains::new_channels(id, max_port), FrameBox::new(slot)) else {
+        fail(&"no memory for its hypervisor state");
+        return Err(());
+    };
     let scheduled = SCHED.lock().as_mut().map(|s| {
         let v = sched::VcpuId::new(id, 0);
         s.add_domain(id).and_then(|()| s.set_params(id, req.params)).and_then(|()| s.add_vcpu(v)).and_then(|()| s.up(v))
@@ -331,11 +345,7 @@ fn create_domain(
         fail(&format_args!("the scheduler refused it: {e:?}"));
         return Err(());
     }
-    let l = built.layout;
-    crate::lifecycle::install(
-        Slot { domain: built.domain, shared_info, regs: built.regs, selectors: [0; 4], managed: false },
-        max_port,
-    );
+    crate::lifecycle::install(slot, channels);
     if let (Some(m), Some(r)) = (ramdisk, l.ramdisk()) {
         let path = m.string.as_str().split_whitespace().next().unwrap_or("");
         log::info!("d{id}: ramdisk '{path}' ({}) at {:#x}", Size(m.len()), r.va);
@@ -398,13 +408,13 @@ fn init_memory(info: &BootInfo) {
         log::debug!("  [{:#014x}, {:#014x}) {}", r.start * PAGE_SIZE, r.end * PAGE_SIZE, Size(r.len() * PAGE_SIZE));
     }
 
-    // The boot direct map covers 4 GiB; RAM above it waits for a later
-    // change that maps it.
+    // The boot direct map covers BOOT_DIRECTMAP_BYTES; RAM above it waits
+    // for a later change that maps it.
     let mapped_frames = BOOT_DIRECTMAP_BYTES / PAGE_SIZE;
     let frames = last.end.min(mapped_frames);
     if last.end > mapped_frames {
         let above: u64 = ram.iter().map(|r| r.end.saturating_sub(r.start.max(mapped_frames))).sum();
-        log::warn!("memory: {} of RAM above 4 GiB is not used yet", Size(above * PAGE_SIZE));
+        log::warn!("memory: {} of RAM above {} is not used yet", Size(above * PAGE_SIZE), Size(BOOT_DIRECTMAP_BYTES));
     }
 
     let image_end = core::ptr::addr_of!(__image_end) as u64 - IMAGE_VIRT_OFFSET;
@@ -447,7 +457,7 @@ fn init_memory(info: &BootInfo) {
         m += 1;
     }
     let table_ptr = (DIRECTMAP_START + table_at.start * PAGE_SIZE) as *mut PageInfo;
-    // SAFETY: the run is RAM below 4 GiB (so direct-mapped), claimed for the
+    // SAFETY: the run is RAM below BOOT_DIRECTMAP_BYTES (so direct-mapped), claimed for the
     // frame table and for nothing else, large enough for `frames` entries,
     // and this is the only reference to it for the rest of time.
     let pages = unsafe { core::slice::from_raw_parts_mut(table_ptr, frames as usize) };

@@ -15,6 +15,7 @@
 use crate::domain::Vcpu;
 use crate::event::two_level::upcall_due;
 use crate::guest::{self, GuestMemory, GuestPtr};
+use crate::ioport::{self, PortBus};
 use crate::regs::{rflags, Regs, GUEST_CS64, GUEST_SS, SYSCALL_VECTOR};
 use abi::arch::XEN_EMULATE_PREFIX;
 use abi::shared_info::VcpuInfo;
@@ -94,8 +95,9 @@ pub struct DataSelectors {
     pub gs: u16,
 }
 
-/// What trap handling needs from the CPU it runs on.
-pub trait GuestCpu {
+/// What trap handling needs from the CPU it runs on (port I/O included,
+/// for the `in` and `out` it emulates).
+pub trait GuestCpu: PortBus {
     /// Executes CPUID: `(leaf, subleaf) -> [eax, ebx, ecx, edx]`.
     fn cpuid(&mut self, leaf: u32, subleaf: u32) -> [u32; 4];
     /// Switches the running vCPU between guest kernel and user mode:
@@ -338,6 +340,12 @@ fn general_protection(
     if code == 0 && vcpu.kernel_mode && emulate_mov_from_cr(regs, vcpu, mem) {
         return Ok(());
     }
+    if code == 0 && ioport::iopl_allows(vcpu.iopl, vcpu.kernel_mode) {
+        if let Some(io) = fetch::<6>(regs, mem).and_then(|b| ioport::decode(&b, regs)) {
+            ioport::perform(io, vcpu.io_ports, regs, cpu);
+            return Ok(());
+        }
+    }
     bounce(regs, vcpu, vinfo, mem, cpu, vector::GP, Some(code))
 }
 
@@ -439,6 +447,17 @@ mod tests {
         asked: Vec<(u32, u32)>,
         switches: Vec<u64>,
         selectors: DataSelectors,
+        ports: Vec<(bool, u16, u8, u32)>,
+    }
+
+    impl PortBus for FakeCpu {
+        fn read(&mut self, port: u16, size: u8) -> u32 {
+            self.ports.push((false, port, size, 0));
+            0x5a
+        }
+        fn write(&mut self, port: u16, size: u8, value: u32) {
+            self.ports.push((true, port, size, value));
+        }
     }
 
     impl GuestCpu for FakeCpu {
@@ -548,6 +567,36 @@ mod tests {
         assert_eq!(regs.rip, 0xffff_ffff_8000_00d0, "#GP handler");
         let w = stack_words(&mut mem, regs.rsp, 4);
         assert_eq!((w[2], w[3]), ((0x81 << 3) | 2, 0x10_1000));
+    }
+
+    #[test]
+    fn port_io_is_emulated_only_with_the_virtual_iopl() {
+        let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
+        let start = regs.rip;
+        // inb %dx, %al ; outb %al, %dx
+        guest::write(&mut mem, GuestPtr(start), &[0xec, 0xee, 0, 0, 0, 0, 0, 0]).unwrap();
+        regs.rdx = 0x2fd;
+        let exc = Exception { vector: vector::GP, cr2: 0 };
+        let mut cpu = no_cpuid();
+        // IOPL 0: the guest's own #GP handler.
+        guest_exception(&mut regs, &mut vcpu, &mut vinfo, &mut mem, exc, &mut cpu).unwrap();
+        assert_eq!(regs.rip, 0xffff_ffff_8000_00d0);
+        assert!(cpu.ports.is_empty());
+        let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
+        guest::write(&mut mem, GuestPtr(start), &[0xec, 0xee, 0, 0, 0, 0, 0, 0]).unwrap();
+        (regs.rdx, vcpu.iopl, vcpu.io_ports) = (0x2fd, 1, true);
+        guest_exception(&mut regs, &mut vcpu, &mut vinfo, &mut mem, exc, &mut cpu).unwrap();
+        assert_eq!((regs.rax & 0xff, regs.rip), (0x5a, start + 1));
+        guest_exception(&mut regs, &mut vcpu, &mut vinfo, &mut mem, exc, &mut cpu).unwrap();
+        assert_eq!(regs.rip, start + 2);
+        assert_eq!(cpu.ports, vec![(false, 0x2fd, 1, 0), (true, 0x2fd, 1, 0x5a)]);
+        // Guest user mode needs IOPL 3.
+        let (mut regs, mut vcpu, mut vinfo, mut mem) = setup();
+        guest::write(&mut mem, GuestPtr(start), &[0xec, 0, 0, 0, 0, 0]).unwrap();
+        (vcpu.iopl, vcpu.io_ports, vcpu.kernel_mode) = (1, true, false);
+        vcpu.kernel_sp = 0x10_8000;
+        let _ = guest_exception(&mut regs, &mut vcpu, &mut vinfo, &mut mem, exc, &mut cpu);
+        assert_eq!(cpu.ports.len(), 2, "no access from user mode at IOPL 1");
     }
 
     #[test]

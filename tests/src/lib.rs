@@ -85,6 +85,12 @@ pub const SELFTEST_CHECKS: &[&str] = &[
     "pingpong_loopback",
     "register_vcpu_info",
     "evtchn_reset",
+    "grant_setup",
+    "grant_map_rw",
+    "grant_map_ro",
+    "grant_copy",
+    "grant_errors",
+    "grant_batch_efault",
     "shutdown_code",
 ];
 

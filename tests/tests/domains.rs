@@ -59,7 +59,22 @@ fn ping_pong_ten_thousand_round_trips_between_two_domus() {
     let [.., built, end] = &frames[..] else { panic!("fewer than two frames: lines\n{}", o.report()) };
     let n = |f: &[(String, String)], k: &str| field::<u64>(f, k).unwrap_or_else(|| panic!("no {k}\n{}", o.report()));
     assert_eq!(n(end, "domain"), 0, "{}", o.report());
-    assert_eq!(n(end, "free"), n(built, "free") + n(built, "domain"), "not every frame came back\n{}", o.report());
+    // The hypervisor's state for each domain (its slot and event channels,
+    // allocated when it was built) came back with it.
+    let per_domain: u64 = o
+        .hv_lines()
+        .find_map(|l| l.strip_prefix("domains: up to "))
+        .and_then(|l| l.split(", each with ").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no 'domains: up to' line\n{}", o.report()));
+    assert_eq!(n(built, "hypervisor") - n(end, "hypervisor"), 2 * per_domain, "{}", o.report());
+    assert_eq!(
+        n(end, "free"),
+        n(built, "free") + n(built, "domain") + 2 * per_domain,
+        "not every frame came back\n{}",
+        o.report()
+    );
     for d in [1, 2] {
         assert!(o.hv_lines().any(|l| l.starts_with(&format!("d{d}: destroyed; "))), "{}", o.report());
     }

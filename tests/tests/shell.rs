@@ -40,13 +40,20 @@ fn create_list_console_destroy_from_the_shell() {
 
 #[test]
 fn bad_commands_get_one_line_and_count_as_failures() {
-    let o = shell("lst; destroy 7; create name=x; shutdown Domain-0; exit");
+    let o =
+        shell("lst; destroy 7; create name=x; shutdown Domain-0; upload k 10; create name=k memory=8 kernel=k; exit");
     let lines: Vec<&str> = o.serial.lines().collect();
     assert!(lines.contains(&"error: unknown command 'lst' (try 'help')"), "{}", o.report());
     assert!(lines.contains(&"error: destroy: no domain 7"), "{}", o.report());
     assert!(lines.contains(&"error: create: missing required key 'memory'"), "{}", o.report());
     assert!(lines.iter().any(|l| l.starts_with("error: shutdown: refusing Domain-0")), "{}", o.report());
-    assert!(lines.contains(&"dom0: exit status=4"), "{}", o.report());
+    assert!(
+        lines.contains(&"error: upload: only on the control port (hvctl create --kernel FILE sends one)"),
+        "{}",
+        o.report()
+    );
+    assert!(lines.iter().any(|l| l.starts_with("error: create: no kernel image 'k'")), "{}", o.report());
+    assert!(lines.contains(&"dom0: exit status=6"), "{}", o.report());
 }
 
 #[test]
@@ -59,5 +66,32 @@ fn on_crash_preserve_keeps_the_domain_and_reboot_restarts_it() {
     assert!(lines.iter().any(|l| l.starts_with("d1 'c' shut down (crash): preserve")), "{}", o.report());
     assert!(lines.iter().any(|l| l.starts_with("1     c ") && l.contains("shutdown(crash)")), "{}", o.report());
     assert!(lines.iter().any(|l| l.contains("'r' shut down (reboot): restart")), "{}", o.report());
+    assert!(lines.contains(&"dom0: exit status=0"), "{}", o.report());
+}
+
+/// §3.15: the shell serves a domain it built on its xenstore ring; the
+/// domain reads its home, writes there, is refused dom0's node, and its
+/// entries go when it is destroyed.
+#[test]
+fn a_domain_talks_to_the_shells_xenstore() {
+    let o = shell(
+        "create name=xs memory=16 cmdline=xenstore on_poweroff=preserve; console xs; \
+         xenstore-ls /local/domain; destroy xs; xenstore-ls /local/domain; exit",
+    );
+    let lines: Vec<&str> = o.serial.lines().collect();
+    assert!(lines.contains(&"XS name=xs domid=1 write=ok denied=EACCES"), "{}", o.report());
+    // The listing while it is preserved, then after it is destroyed.
+    let (kept, gone) = o.serial.split_once("dom0> destroy xs").unwrap_or_else(|| panic!("{}", o.report()));
+    let kept = kept.rsplit_once("dom0> xenstore-ls /local/domain").map_or("", |(_, after)| after);
+    let kept: Vec<&str> = kept.lines().collect();
+    for line in
+        ["0 = \"\"", " name = \"Domain-0\"", "1 = \"\"", " data = \"\"", "  hello = \"world\"", " name = \"xs\""]
+    {
+        assert!(kept.contains(&line), "{line:?} in the listing\n{}", o.report());
+    }
+    let gone: Vec<&str> = gone.lines().collect();
+    assert!(gone.contains(&"destroyed d1 'xs'"), "{}", o.report());
+    assert!(gone.contains(&" name = \"Domain-0\""), "{}", o.report());
+    assert!(!gone.contains(&"1 = \"\""), "its entries are removed\n{}", o.report());
     assert!(lines.contains(&"dom0: exit status=0"), "{}", o.report());
 }

@@ -9,8 +9,14 @@
 //! line it printed, and the bench still succeeds. Benchmarks are not tests:
 //! nothing here judges the figures.
 //!
-//! Output: a table on stdout, `target/bench/report.json` and
-//! `target/bench/report.md`.
+//! Then dom0 builds 1,000 domains on this hypervisor and keeps them
+//! alive ([`scaling`]): the instructions to create the k-th and the
+//! hypervisor memory each costs.
+//!
+//! Output: a table on stdout, `target/bench/report.json`,
+//! `target/bench/report.md` and `target/bench/domain_scaling.svg`.
+
+mod scaling;
 
 use crate::setup::{self, Need};
 use crate::{Failure, Result};
@@ -142,20 +148,60 @@ pub fn run() -> Result {
         ),
     ];
 
+    eprintln!("xtask: domain scaling on hv: {} domains alive at once (-icount shift=0,sleep=off)", scaling::COUNT);
+    let scaled = scaling::measure(&guest, icount);
+
     let dir = crate::root().join("target").join("bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let mut report = json(&columns);
     report.truncate(report.trim_end().len().saturating_sub(1));
     let wall_json = json_of(&wall, "ns", "pvclock time of one build and of one build-run-destroy, no -icount (TCG)");
-    let _ = write!(report, "  ,\"wall\": {}\n}}\n", wall_json.trim_end());
+    let _ = writeln!(report, "  ,\"wall\": {}", wall_json.trim_end());
+    let mut scaling_md = format!(
+        "\n## Domain scaling\n\nDom0's `many` workload on hv builds {} domains of 4 MiB (the guest kernel running \
+         `block`) and keeps them all alive: instructions to build and unpause the k-th, and the hypervisor frames \
+         each costs (its state and shared-info frame). Plot: `domain_scaling.svg`.\n\n",
+        scaling::COUNT
+    );
+    match &scaled {
+        Ok(points) => {
+            write(&dir.join("domain_scaling.svg"), &scaling::svg(points))?;
+            let figures = scaling::summary(points);
+            let fields: Vec<String> = figures
+                .iter()
+                .map(|(name, n, unit)| {
+                    format!("{}: {{\"value\": {n}, \"unit\": {}}}", json_string(name), json_string(unit))
+                })
+                .collect();
+            let _ = writeln!(report, "  ,\"domain_scaling\": {{{}}}", fields.join(", "));
+            scaling_md.push_str("| figure | value |\n|---|---|\n");
+            for (name, n, unit) in &figures {
+                let _ = writeln!(scaling_md, "| {name} | {n} {unit} |");
+            }
+        }
+        Err(why) => {
+            let _ = writeln!(report, "  ,\"domain_scaling\": {{\"unavailable\": {}}}", json_string(why));
+            let _ = writeln!(scaling_md, "Unavailable: {why}");
+        }
+    }
+    report.push_str("}\n");
     write(&dir.join("report.json"), &report)?;
     let mut md = markdown(&columns);
     md.push_str("\n## Wall time\n\nThe domain's life again, without `-icount`: nanoseconds of pvclock time under TCG on this host, a rough scale only.\n\n");
     md.push_str(&table_titled(&wall, "ns of pvclock time, no -icount"));
+    md.push_str(&scaling_md);
     write(&dir.join("report.md"), &md)?;
     print!("{}", table(&columns));
     print!("{}", table_titled(&wall, "wall time, ns of pvclock (no -icount; TCG on this host: a rough scale)"));
-    eprintln!("xtask: wrote target/bench/report.json and target/bench/report.md");
+    match &scaled {
+        Ok(points) => {
+            for (name, n, unit) in scaling::summary(points) {
+                println!("domain scaling: {name} = {n} {unit}");
+            }
+        }
+        Err(why) => println!("domain scaling: unavailable: {why}"),
+    }
+    eprintln!("xtask: wrote target/bench/report.json, report.md and domain_scaling.svg");
     Ok(())
 }
 

@@ -63,10 +63,10 @@ struct RunArgs {
     /// kernel as its ramdisk (the image `create` builds) and a demo domain.
     #[arg(long = "module", value_name = "FILE [ARGS]")]
     modules: Vec<String>,
-    /// Put the console (dom0's shell) on a Unix socket at this path instead
-    /// of the terminal, for `hvctl --socket PATH`.
-    #[arg(long, value_name = "PATH", conflicts_with = "batch")]
-    socket: Option<PathBuf>,
+    /// Where the control port (the second serial line, which dom0's shell
+    /// serves for `hvctl --socket PATH`) listens, as a Unix socket.
+    #[arg(long, value_name = "PATH", default_value = "target/hv-control.sock", conflicts_with = "batch")]
+    socket: PathBuf,
     /// Run these dom0 shell commands (separated by ';') instead of an
     /// interactive shell, print the output, and exit with their status.
     #[arg(long, value_name = "COMMANDS", conflicts_with_all = ["modules", "no_dom0"])]
@@ -196,18 +196,20 @@ fn run(args: RunArgs) -> Result {
     }
     q = q.args(args.qemu_args);
     let mut qemu_args = q.base_args()?;
-    if let Some(path) = &args.socket {
-        let _ = std::fs::remove_file(path);
-        qemu_args.extend(["-serial".into(), format!("unix:{},server=on,wait=off", path.display())]);
-        qemu_args.extend(["-monitor", "none"].map(String::from));
-        eprintln!("xtask: booting target/images/hv.elf in QEMU ({} MiB); Ctrl-C quits", args.memory);
-        eprintln!("xtask: the console is on {0}; for example: cargo run -p hvctl -- --socket {0} list", path.display());
-    } else {
-        qemu_args.extend(["-serial", "mon:stdio"].map(String::from));
-        eprintln!("xtask: booting target/images/hv.elf in QEMU ({} MiB); Ctrl-A X quits", args.memory);
+    let path = &args.socket;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--socket {}: {e}", path.display()))?;
     }
-    if args.modules.is_empty() && !args.no_dom0 && args.socket.is_none() {
+    let _ = std::fs::remove_file(path);
+    // COM1: the console, here; COM2: the control port, on the socket.
+    qemu_args.extend(["-serial", "mon:stdio"].map(String::from));
+    qemu_args.extend(["-serial".into(), format!("unix:{},server=on,wait=off", path.display())]);
+    eprintln!("xtask: booting target/images/hv.elf in QEMU ({} MiB); Ctrl-A X quits", args.memory);
+    if args.modules.is_empty() && !args.no_dom0 {
         eprintln!("xtask: dom0 is a shell: type 'help' at the 'dom0>' prompt ('list', 'create name=web memory=16 cmdline=\"spin until_ms=60000\"', 'console web', 'destroy web')");
+        eprintln!("xtask: from another terminal, hvctl drives the same shell over the control port:");
+        eprintln!("xtask:   cargo run -p hvctl -- --socket {0} list", path.display());
+        eprintln!("xtask:   cargo run -p hvctl -- --socket {0} create --kernel target/images/minimal-guest.elf name=mini memory=8", path.display());
         eprintln!("xtask: or run commands without a prompt: cargo xtask run --batch \"list; info\"");
     }
     let s = Command::new(hvtest::QEMU)

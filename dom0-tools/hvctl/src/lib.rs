@@ -1,26 +1,40 @@
-//! Talking to the dom0 shell over its console: one command, its reply.
+//! Talking to the dom0 shell over its control port: one command, its reply.
 //!
-//! The shell (the guest kernel's `shell` workload, SPEC §3.13) prints a
-//! `dom0> ` prompt, echoes what it is sent, and prints a command's output
-//! before the next prompt. Its console is the machine's serial port, which
-//! `cargo xtask run --socket PATH` makes a Unix socket; the hypervisor's
-//! own log lines (`(HV) ...`) share it. A [`Session`] sends one line and
-//! collects what came back up to the next prompt.
+//! The control port is the machine's second serial line (COM2), which
+//! `cargo xtask run --socket PATH` makes a Unix socket; dom0's shell
+//! serves it beside its console, with the framing of
+//! [`toolstack::ctlport`]: a command line goes in, its output comes back
+//! followed by an end line carrying the number of `error:` lines. Nothing
+//! else shares the line (the hypervisor's log stays on the console), so a
+//! reply is exactly the command's output.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use toolstack::ctlport::{self, ACK, CHUNK, DETACH};
 
-/// The shell's prompt.
-pub const PROMPT: &str = "dom0> ";
+/// How long [`Session::sync`] waits for an answer before asking again.
+pub const SYNC_EVERY: Duration = Duration::from_millis(500);
 
-/// A connection to the dom0 shell.
+/// Upload chunks sent ahead of dom0's acknowledgements.
+pub const WINDOW: usize = 4;
+
+/// A connection to the dom0 shell's control port.
 #[derive(Debug)]
 pub struct Session {
     stream: UnixStream,
-    /// Bytes received after the last prompt.
+    /// Bytes received and not yet taken.
     pending: Vec<u8>,
+}
+
+/// What a command printed and how it ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// Its output lines.
+    pub lines: Vec<String>,
+    /// Its `error:` lines (0: it succeeded).
+    pub status: u64,
 }
 
 /// What went wrong talking to the shell.
@@ -28,8 +42,10 @@ pub struct Session {
 pub enum Error {
     /// The socket could not be used.
     Io(std::io::Error),
-    /// No prompt came back in time.
+    /// No reply came in time.
     Timeout(Duration, String),
+    /// An uploaded image arrived different from what was sent.
+    Corrupt(String),
 }
 
 impl std::fmt::Display for Error {
@@ -37,8 +53,9 @@ impl std::fmt::Display for Error {
         match self {
             Error::Io(e) => write!(f, "{e}"),
             Error::Timeout(t, tail) => {
-                write!(f, "no 'dom0>' prompt within {t:?} (is dom0 running the shell?); last output: {tail:?}")
+                write!(f, "no reply within {t:?} (is dom0 running the shell?); last output: {tail:?}")
             }
+            Error::Corrupt(what) => write!(f, "upload corrupted: {what}"),
         }
     }
 }
@@ -50,45 +67,160 @@ impl From<std::io::Error> for Error {
 }
 
 impl Session {
-    /// Connects to the console socket at `path` and waits for a prompt
-    /// (sending an empty line to get a fresh one).
+    /// Connects to the control port's socket at `path` and waits until
+    /// the shell answers ([`Session::sync`]).
     pub fn connect(path: &Path, timeout: Duration) -> Result<Session, Error> {
         let stream = UnixStream::connect(path)?;
         let mut s = Session { stream, pending: Vec::new() };
-        s.stream.write_all(b"\n")?;
-        s.until_prompt(timeout)?;
+        s.sync(timeout)?;
         Ok(s)
     }
 
-    /// Sends `line` and returns the shell's reply: the lines it printed
-    /// before the next prompt, without the echo of `line`.
-    pub fn run(&mut self, line: &str, timeout: Duration) -> Result<Vec<String>, Error> {
+    /// Gets in step with the shell: sends numbered comments (which the
+    /// control port echoes) every [`SYNC_EVERY`] until one comes back,
+    /// then takes the replies to the ones after it, and drops whatever
+    /// came before. Lines sent before dom0 set the port up are lost (the
+    /// UART's FIFO is reset), so one is not enough; once one is answered,
+    /// every later one will be.
+    pub fn sync(&mut self, timeout: Duration) -> Result<(), Error> {
+        let start = Instant::now();
+        let tag = format!("# hvctl sync {}-", std::process::id());
+        let mut sent = 0u32;
+        loop {
+            self.stream.write_all(format!("{tag}{sent}\n").as_bytes())?;
+            sent += 1;
+            let reply = match self.reply(SYNC_EVERY, &mut |_| {}) {
+                Ok(reply) => reply,
+                Err(Error::Timeout(..)) if start.elapsed() < timeout => continue,
+                Err(e) => return Err(e),
+            };
+            let answered = reply.lines.iter().find_map(|l| l.strip_prefix(&tag)?.parse::<u32>().ok());
+            if let Some(k) = answered {
+                for _ in k + 1..sent {
+                    self.reply(timeout, &mut |_| {})?;
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends `line` and returns the shell's reply.
+    pub fn run(&mut self, line: &str, timeout: Duration) -> Result<Reply, Error> {
         self.stream.write_all(line.as_bytes())?;
         self.stream.write_all(b"\n")?;
-        let raw = self.until_prompt(timeout)?;
-        Ok(reply_lines(&raw, line))
+        self.reply(timeout, &mut |_| {})
     }
 
     /// Attaches to domain `domain`'s console, types `input` into it,
     /// detaches (Ctrl-]) and returns what the console showed.
-    pub fn console(&mut self, domain: &str, input: &str, timeout: Duration) -> Result<Vec<String>, Error> {
-        let line = format!("console {domain}");
-        self.stream.write_all(format!("{line}\n{input}\x1d").as_bytes())?;
-        let raw = self.until_prompt(timeout)?;
-        Ok(reply_lines(&raw, &line))
+    pub fn console(&mut self, domain: &str, input: &str, timeout: Duration) -> Result<Reply, Error> {
+        self.stream.write_all(format!("console {domain}\n{input}").as_bytes())?;
+        self.stream.write_all(&[DETACH])?;
+        self.reply(timeout, &mut |_| {})
     }
 
-    /// Reads until the output ends with the prompt; returns what came
-    /// before it.
-    fn until_prompt(&mut self, timeout: Duration) -> Result<String, Error> {
+    /// Attaches to domain `domain`'s console: what it prints goes to `out`
+    /// as it comes, what `input` yields goes to the domain, and the end of
+    /// `input` (or a Ctrl-] in it) detaches. Returns the reply's status.
+    pub fn attach(
+        &mut self,
+        domain: &str,
+        mut input: impl Read + Send + 'static,
+        out: &mut dyn Write,
+    ) -> Result<u64, Error> {
+        self.stream.write_all(format!("console {domain}\n").as_bytes())?;
+        let mut typist = self.stream.try_clone()?;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = input.read(&mut buf) {
+                if n == 0 || typist.write_all(&buf[..n]).is_err() || buf[..n].contains(&DETACH) {
+                    break;
+                }
+            }
+            let _ = typist.write_all(&[DETACH]);
+        });
+        let reply = self.reply(Duration::MAX, &mut |line| {
+            let _ = out.write_all(line.as_bytes());
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
+        })?;
+        Ok(reply.status)
+    }
+
+    /// Uploads `image` as `name` ([`toolstack::ctlport`]): `progress` is
+    /// told the bytes dom0 has acknowledged after each chunk. Checks the
+    /// CRC dom0 reports against the image's.
+    pub fn upload(
+        &mut self,
+        name: &str,
+        image: &[u8],
+        timeout: Duration,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Reply, Error> {
+        self.stream.write_all(format!("upload {name} {}\n", image.len()).as_bytes())?;
+        // ACK: go on; anything else is the start of a refusal.
+        if self.next_byte(timeout)? != ACK {
+            return self.reply(timeout, &mut |_| {});
+        }
+        // Up to WINDOW chunks in flight, so that dom0 never waits for
+        // the next one.
+        let chunks: Vec<&[u8]> = image.chunks(CHUNK).collect();
+        let (mut sent, mut acked) = (0, 0);
+        while acked < chunks.len() {
+            while sent < chunks.len() && sent < acked + WINDOW {
+                self.stream.write_all(chunks[sent])?;
+                sent += 1;
+            }
+            match self.next_byte(timeout)? {
+                ACK => {
+                    acked += 1;
+                    progress((acked * CHUNK).min(image.len()));
+                }
+                _ => return self.reply(timeout, &mut |_| {}),
+            }
+        }
+        let reply = self.reply(timeout, &mut |_| {})?;
+        let want = ctlport::uploaded_line(name, image);
+        if reply.status == 0 && !reply.lines.contains(&want) {
+            return Err(Error::Corrupt(format!("dom0 said {:?}, expected {want:?}", reply.lines)));
+        }
+        Ok(reply)
+    }
+
+    /// Waits for the next byte; an end of reply puts it back.
+    fn next_byte(&mut self, timeout: Duration) -> Result<u8, Error> {
+        self.fill(timeout, |p| !p.is_empty())?;
+        let b = self.pending[0];
+        if b == ACK {
+            self.pending.remove(0);
+        }
+        Ok(b)
+    }
+
+    /// Reads the output up to the end line; each complete line also goes
+    /// to `each` as it arrives.
+    fn reply(&mut self, timeout: Duration, each: &mut dyn FnMut(&str)) -> Result<Reply, Error> {
+        let mut lines = Vec::new();
+        loop {
+            self.fill(timeout, |p| p.contains(&b'\n'))?;
+            while let Some(at) = self.pending.iter().position(|&b| b == b'\n') {
+                let raw: Vec<u8> = self.pending.drain(..=at).collect();
+                let raw = &raw[..at];
+                if let Some(status) = ctlport::parse_end(raw) {
+                    return Ok(Reply { lines, status });
+                }
+                let line = String::from_utf8_lossy(raw).trim_end_matches('\r').to_string();
+                each(&line);
+                lines.push(line);
+            }
+        }
+    }
+
+    /// Reads until `ready(pending)` or `timeout` (counted from now).
+    fn fill(&mut self, timeout: Duration, ready: impl Fn(&[u8]) -> bool) -> Result<(), Error> {
         let start = Instant::now();
         let mut buf = [0u8; 4096];
-        loop {
-            if let Some(at) = find_prompt(&self.pending) {
-                let before = String::from_utf8_lossy(&self.pending[..at]).into_owned();
-                self.pending.drain(..at + PROMPT.len());
-                return Ok(before);
-            }
+        while !ready(&self.pending) {
             let left = timeout.saturating_sub(start.elapsed());
             if left.is_zero() {
                 let tail =
@@ -103,39 +235,36 @@ impl Session {
                 Err(e) => return Err(e.into()),
             }
         }
+        Ok(())
     }
 }
 
-/// Where the last prompt starts in `bytes`, if they end with one (output
-/// that merely contains the prompt text mid-line does not count).
-fn find_prompt(bytes: &[u8]) -> Option<usize> {
-    let p = PROMPT.as_bytes();
-    bytes.ends_with(p).then(|| bytes.len() - p.len())
-}
-
-/// The reply to `sent` in `raw`: lines without `\r`, the echo of `sent`
-/// dropped, the hypervisor's and other domains' log lines (`(HV) `,
-/// `(dN) `) dropped unless the command asked for the log (`dmesg`).
-pub fn reply_lines(raw: &str, sent: &str) -> Vec<String> {
-    let keep_log = sent.split_whitespace().next() == Some("dmesg");
-    let mut lines: Vec<String> = raw.split('\n').map(|l| l.trim_end_matches('\r').to_string()).collect();
-    if lines.last().is_some_and(String::is_empty) {
-        lines.pop();
+/// The name an image file is uploaded under: its file name, with every
+/// character `upload` does not take replaced by `_` (at most 64).
+pub fn image_name(path: &Path) -> String {
+    let base = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut name: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .take(toolstack::command::MAX_IMAGE_NAME)
+        .collect();
+    if !toolstack::command::image_name_ok(&name) {
+        name = format!("{}.img", name.chars().take(toolstack::command::MAX_IMAGE_NAME - 4).collect::<String>());
     }
-    if let Some(i) = lines.iter().position(|l| l.trim_end() == sent.trim_end()) {
-        lines.drain(..=i);
-    }
-    lines.retain(|l| keep_log || !(l.starts_with("(HV) ") || is_domain_log(l)));
-    lines
+    name
 }
 
-fn is_domain_log(l: &str) -> bool {
-    l.strip_prefix("(d").and_then(|r| r.split_once(") ")).is_some_and(|(id, _)| id.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Whether a reply reports a failure (the shell's `error: ` lines).
-pub fn failed(reply: &[String]) -> bool {
-    reply.iter().any(|l| l.starts_with("error: "))
+/// A progress bar for `done` of `total` bytes, 30 cells wide.
+pub fn progress_bar(name: &str, done: usize, total: usize) -> String {
+    let cells = (done * 30).checked_div(total).unwrap_or(30);
+    format!(
+        "upload {name} [{}{}] {:>3}% {}/{} KiB",
+        "#".repeat(cells),
+        ".".repeat(30 - cells),
+        (done * 100).checked_div(total).unwrap_or(100),
+        done.div_ceil(1024),
+        total.div_ceil(1024)
+    )
 }
 
 /// A row of `list`.
@@ -154,8 +283,9 @@ pub struct Row {
 }
 
 /// Parses `list`'s table (the header line, then one row per domain).
-pub fn parse_list(reply: &[String]) -> Vec<Row> {
+pub fn parse_list(reply: &Reply) -> Vec<Row> {
     reply
+        .lines
         .iter()
         .filter_map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
@@ -188,8 +318,8 @@ pub fn json_string(s: &str) -> String {
 
 /// The `--json` form of a reply: `list` as an array of domains, anything
 /// else as `{"ok": …, "output": [lines]}`.
-pub fn to_json(command: &str, reply: &[String]) -> String {
-    if command.split_whitespace().next() == Some("list") && !failed(reply) {
+pub fn to_json(command: &str, reply: &Reply) -> String {
+    if command.split_whitespace().next() == Some("list") && reply.status == 0 {
         let rows: Vec<String> = parse_list(reply)
             .iter()
             .map(|r| {
@@ -205,31 +335,25 @@ pub fn to_json(command: &str, reply: &[String]) -> String {
             .collect();
         return format!("[{}]", rows.join(","));
     }
-    let lines: Vec<String> = reply.iter().map(|l| json_string(l)).collect();
-    format!("{{\"ok\":{},\"output\":[{}]}}", !failed(reply), lines.join(","))
+    let lines: Vec<String> = reply.lines.iter().map(|l| json_string(l)).collect();
+    format!("{{\"ok\":{},\"output\":[{}]}}", reply.status == 0, lines.join(","))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LIST: &str = "list\r\nID    NAME              STATE                MEM(MiB)    CPU(s)\r\n\
-        (HV) d2: shut down (Poweroff)\r\n\
-        0     Domain-0          running                    64       0.1\r\n\
-        1     web               blocked                    16       0.0\r\n";
-
-    #[test]
-    fn replies_drop_the_echo_and_log_lines() {
-        let r = reply_lines(LIST, "list");
-        assert_eq!(r[0], "ID    NAME              STATE                MEM(MiB)    CPU(s)");
-        assert_eq!(r.len(), 3, "{r:?}");
-        assert!(reply_lines("dmesg\n(HV) hv 0.1.0\n", "dmesg").contains(&"(HV) hv 0.1.0".to_string()));
-        assert_eq!(reply_lines("x\n(d3) hello\nerror: unknown command 'x' (try 'help')\n", "x").len(), 1);
+    fn reply(text: &str, status: u64) -> Reply {
+        Reply { lines: text.lines().map(String::from).collect(), status }
     }
+
+    const LIST: &str = "ID    NAME              STATE                MEM(MiB)    CPU(s)\n\
+        0     Domain-0          running                    64       0.1\n\
+        1     web               blocked                    16       0.0\n";
 
     #[test]
     fn list_parses_and_renders_json() {
-        let r = reply_lines(LIST, "list");
+        let r = reply(LIST, 0);
         let rows = parse_list(&r);
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1], Row { id: 1, name: "web".into(), state: "blocked".into(), mem_mib: 16, cpu_s: 0.0 });
@@ -238,15 +362,27 @@ mod tests {
             "[{\"id\":0,\"name\":\"Domain-0\",\"state\":\"running\",\"mem_mib\":64,\"cpu_s\":0.1},\
              {\"id\":1,\"name\":\"web\",\"state\":\"blocked\",\"mem_mib\":16,\"cpu_s\":0}]"
         );
-        let e = vec!["error: destroy: no domain 7".to_string()];
-        assert!(failed(&e));
+        let e = reply("error: destroy: no domain 7", 1);
         assert_eq!(to_json("destroy 7", &e), "{\"ok\":false,\"output\":[\"error: destroy: no domain 7\"]}");
         assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
     }
 
     #[test]
-    fn only_a_trailing_prompt_counts() {
-        assert_eq!(find_prompt(b"abc\ndom0> "), Some(4));
-        assert_eq!(find_prompt(b"dom0> list\nID"), None);
+    fn image_names_are_what_upload_takes() {
+        assert_eq!(image_name(Path::new("/x/guest-kernel.elf")), "guest-kernel.elf");
+        assert_eq!(image_name(Path::new("my kernel (2)")), "my_kernel__2_");
+        assert_eq!(image_name(Path::new("/x/ramdisk")), "ramdisk.img");
+        assert_eq!(image_name(Path::new(&"k".repeat(100))).len(), 64);
+        assert_eq!(image_name(Path::new("/")), ".img");
+    }
+
+    #[test]
+    fn the_progress_bar_fills() {
+        assert_eq!(progress_bar("k", 0, 2048), format!("upload k [{}]   0% 0/2 KiB", ".".repeat(30)));
+        assert_eq!(
+            progress_bar("k", 1024, 2048),
+            format!("upload k [{}{}]  50% 1/2 KiB", "#".repeat(15), ".".repeat(15))
+        );
+        assert_eq!(progress_bar("k", 2048, 2048), format!("upload k [{}] 100% 2/2 KiB", "#".repeat(30)));
     }
 }

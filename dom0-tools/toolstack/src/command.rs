@@ -19,6 +19,9 @@
 //!   `memory=16`, `name="42"`). `name` and `memory` are required;
 //!   `kernel` defaults to [`DEFAULT_KERNEL`], and every other key has the
 //!   configuration's default (`on_reboot` restarts, the others destroy).
+//! - `xenstore-ls [PATH]`, `xenstore-read PATH`, `xenstore-write PATH
+//!   VALUE`: xenstore paths and a value, each one word, taken as typed
+//!   (the store checks them).
 //!
 //! [`parse`] returns a [`Command`] or one [`CommandError`], whose `Display`
 //! is one line that names the command.
@@ -65,13 +68,23 @@ pub enum Verb {
     Info,
     /// `dmesg`.
     Dmesg,
+    /// `images`.
+    Images,
+    /// `upload`.
+    Upload,
+    /// `xenstore-ls`.
+    XenstoreLs,
+    /// `xenstore-read`.
+    XenstoreRead,
+    /// `xenstore-write`.
+    XenstoreWrite,
     /// `exit`.
     Exit,
 }
 
 impl Verb {
     /// Every command, in the order `help` lists them.
-    pub const ALL: [Verb; 12] = [
+    pub const ALL: [Verb; 17] = [
         Verb::Help,
         Verb::List,
         Verb::Create,
@@ -83,6 +96,11 @@ impl Verb {
         Verb::Console,
         Verb::Info,
         Verb::Dmesg,
+        Verb::Images,
+        Verb::Upload,
+        Verb::XenstoreLs,
+        Verb::XenstoreRead,
+        Verb::XenstoreWrite,
         Verb::Exit,
     ];
 
@@ -100,6 +118,11 @@ impl Verb {
             Verb::Console => "console",
             Verb::Info => "info",
             Verb::Dmesg => "dmesg",
+            Verb::Images => "images",
+            Verb::Upload => "upload",
+            Verb::XenstoreLs => "xenstore-ls",
+            Verb::XenstoreRead => "xenstore-read",
+            Verb::XenstoreWrite => "xenstore-write",
             Verb::Exit => "exit",
         }
     }
@@ -118,6 +141,11 @@ impl Verb {
             Verb::Console => "console <id|name>",
             Verb::Info => "info",
             Verb::Dmesg => "dmesg",
+            Verb::Images => "images",
+            Verb::Upload => "upload <name> <bytes>",
+            Verb::XenstoreLs => "xenstore-ls [<path>]",
+            Verb::XenstoreRead => "xenstore-read <path>",
+            Verb::XenstoreWrite => "xenstore-write <path> <value>",
             Verb::Exit => "exit",
         }
     }
@@ -127,7 +155,7 @@ impl Verb {
         match self {
             Verb::Help => "this list",
             Verb::List => "every domain: ID NAME STATE MEM(MiB) CPU(s)",
-            Verb::Create => "build a domain from the ramdisk's kernel and start it (keys as in xl.cfg)",
+            Verb::Create => "build a domain from a kernel image (kernel=<image>) and start it (keys as in xl.cfg)",
             Verb::Destroy => "destroy a domain at once",
             Verb::Pause => "stop a domain running",
             Verb::Unpause => "let a paused domain run again",
@@ -136,6 +164,11 @@ impl Verb {
             Verb::Console => "show a domain's console output, following it until Ctrl-] or its end",
             Verb::Info => "the host: memory, CPU, number of domains",
             Verb::Dmesg => "the hypervisor's console ring",
+            Verb::Images => "the kernel images 'create' can use: the ramdisk and uploaded ones",
+            Verb::Upload => "receive a kernel image on the control port (what 'hvctl create --kernel' sends)",
+            Verb::XenstoreLs => "the xenstore tree under a path (default /), as dom0 sees it",
+            Verb::XenstoreRead => "a xenstore node's value, read as dom0",
+            Verb::XenstoreWrite => "set a xenstore node's value, written as dom0",
             Verb::Exit => "leave the shell and power off",
         }
     }
@@ -216,6 +249,26 @@ pub enum Command {
     Info,
     /// Print the hypervisor's console ring.
     Dmesg,
+    /// List the kernel images.
+    Images,
+    /// Receive a kernel image of `size` bytes, to be known as `name`.
+    Upload {
+        /// What `create kernel=<name>` calls it.
+        name: String,
+        /// Its length in bytes.
+        size: usize,
+    },
+    /// List the xenstore tree under a path (`None`: the root).
+    XenstoreLs(Option<String>),
+    /// Read a xenstore node.
+    XenstoreRead(String),
+    /// Write a xenstore node.
+    XenstoreWrite {
+        /// The node.
+        path: String,
+        /// Its new value.
+        value: String,
+    },
     /// Leave the shell.
     Exit,
 }
@@ -235,6 +288,11 @@ impl Command {
             Command::Console(_) => Verb::Console,
             Command::Info => Verb::Info,
             Command::Dmesg => Verb::Dmesg,
+            Command::Images => Verb::Images,
+            Command::Upload { .. } => Verb::Upload,
+            Command::XenstoreLs(_) => Verb::XenstoreLs,
+            Command::XenstoreRead(_) => Verb::XenstoreRead,
+            Command::XenstoreWrite { .. } => Verb::XenstoreWrite,
             Command::Exit => Verb::Exit,
         }
     }
@@ -255,6 +313,11 @@ pub enum CommandError {
     NotKeyValue(String),
     /// A `create` configuration problem.
     Config(ConfigError),
+    /// An `upload` image name that is not `[A-Za-z0-9._-]{1,64}`, or is
+    /// the ramdisk's.
+    BadImageName(String),
+    /// An `upload` size that is not a number from 1 to [`MAX_IMAGE_BYTES`].
+    BadImageSize(String),
 }
 
 impl fmt::Display for CommandError {
@@ -276,6 +339,14 @@ impl fmt::Display for CommandError {
                 write!(f, "create: expected key=value, got '{}'", word.escape_debug())
             }
             CommandError::Config(e) => write!(f, "create: {e}"),
+            CommandError::BadImageName(name) => write!(
+                f,
+                "upload: bad image name '{}' (1 to {MAX_IMAGE_NAME} of A-Z a-z 0-9 . _ -, not '{DEFAULT_KERNEL}')",
+                name.escape_debug()
+            ),
+            CommandError::BadImageSize(size) => {
+                write!(f, "upload: bad size '{}' (1 to {MAX_IMAGE_BYTES} bytes)", size.escape_debug())
+            }
         }
     }
 }
@@ -416,6 +487,34 @@ fn create_config(args: &[Word<'_>]) -> Result<DomainConfig, CommandError> {
     Ok(config)
 }
 
+/// The longest image name `upload` takes.
+pub const MAX_IMAGE_NAME: usize = 64;
+/// The largest image `upload` takes (32 MiB).
+pub const MAX_IMAGE_BYTES: usize = 32 << 20;
+
+/// Whether `name` may name an uploaded image.
+pub fn image_name_ok(name: &str) -> bool {
+    (1..=MAX_IMAGE_NAME).contains(&name.len())
+        && name != DEFAULT_KERNEL
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// `upload`'s arguments.
+fn upload_args(args: &[Word<'_>]) -> Result<Command, CommandError> {
+    let [name, size] = args else {
+        return Err(CommandError::Usage(Verb::Upload));
+    };
+    if !image_name_ok(&name.text) {
+        return Err(CommandError::BadImageName(name.text.clone()));
+    }
+    let bytes = Some(&size.text)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse::<usize>().ok())
+        .filter(|n| (1..=MAX_IMAGE_BYTES).contains(n))
+        .ok_or_else(|| CommandError::BadImageSize(size.text.clone()))?;
+    Ok(Command::Upload { name: name.text.clone(), size: bytes })
+}
+
 /// The command a line asks for; `Ok(None)` for a blank line or a comment.
 pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
     if line.trim_start().starts_with('#') {
@@ -432,6 +531,21 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         Verb::List => none(Command::List)?,
         Verb::Info => none(Command::Info)?,
         Verb::Dmesg => none(Command::Dmesg)?,
+        Verb::Images => none(Command::Images)?,
+        Verb::Upload => upload_args(args)?,
+        Verb::XenstoreLs => match args {
+            [] => Command::XenstoreLs(None),
+            [path] => Command::XenstoreLs(Some(path.text.clone())),
+            _ => return Err(CommandError::Usage(verb)),
+        },
+        Verb::XenstoreRead => match args {
+            [path] => Command::XenstoreRead(path.text.clone()),
+            _ => return Err(CommandError::Usage(verb)),
+        },
+        Verb::XenstoreWrite => match args {
+            [path, value] => Command::XenstoreWrite { path: path.text.clone(), value: value.text.clone() },
+            _ => return Err(CommandError::Usage(verb)),
+        },
         Verb::Exit => none(Command::Exit)?,
         Verb::Create => Command::Create(create_config(args)?),
         Verb::Destroy => Command::Destroy(domain_arg(verb, args)?),
@@ -626,10 +740,43 @@ mod tests {
         for verb in Verb::ALL {
             let line = match verb {
                 Verb::Create => "create name=a memory=1".to_string(),
+                Verb::Upload => "upload k.elf 10".to_string(),
+                Verb::XenstoreWrite => "xenstore-write a b".to_string(),
                 v if v.usage().contains('<') => format!("{} 1", v.name()),
                 v => v.name().to_string(),
             };
             assert_eq!(parse(&line).unwrap().unwrap().verb(), verb);
         }
+    }
+
+    #[test]
+    fn upload_takes_a_name_and_a_size() {
+        assert_eq!(
+            parse("upload guest-1.2_x.elf 1048576").unwrap(),
+            Some(Command::Upload { name: "guest-1.2_x.elf".into(), size: 1 << 20 })
+        );
+        assert_eq!(error("upload a"), "upload: usage: upload <name> <bytes>");
+        assert_eq!(error("upload a 1 2"), "upload: usage: upload <name> <bytes>");
+        for bad in ["ramdisk", "a/b", "\"x y\"", &"n".repeat(65)] {
+            assert!(error(&format!("upload {bad} 1")).starts_with("upload: bad image name"), "{bad}");
+        }
+        for bad in ["0", "-1", "1k", "33554433", "99999999999999999999999"] {
+            assert_eq!(error(&format!("upload a {bad}")), format!("upload: bad size '{bad}' (1 to 33554432 bytes)"));
+        }
+        assert!(image_name_ok(&"n".repeat(64)));
+    }
+
+    #[test]
+    fn xenstore_commands_take_paths() {
+        assert_eq!(parse("xenstore-ls"), Ok(Some(Command::XenstoreLs(None))));
+        assert_eq!(parse("xenstore-ls /local/domain"), Ok(Some(Command::XenstoreLs(Some("/local/domain".into())))));
+        assert_eq!(parse("xenstore-read /a/b"), Ok(Some(Command::XenstoreRead("/a/b".into()))));
+        assert_eq!(
+            parse("xenstore-write /a \"x y\""),
+            Ok(Some(Command::XenstoreWrite { path: "/a".into(), value: "x y".into() }))
+        );
+        assert_eq!(error("xenstore-ls a b"), "xenstore-ls: usage: xenstore-ls [<path>]");
+        assert_eq!(error("xenstore-read"), "xenstore-read: usage: xenstore-read <path>");
+        assert_eq!(error("xenstore-write /a"), "xenstore-write: usage: xenstore-write <path> <value>");
     }
 }

@@ -17,6 +17,10 @@
 //!   shutdown reason, what its configuration does about it, its list line.
 //! - [`conring`]: one domain's console lines out of the hypervisor's
 //!   console ring.
+//! - [`xenstore`]: the xenstore daemon's core: the store, the wire
+//!   protocol per connection, watches, transactions and the ring pump.
+//! - [`ctlport`]: the framing of the control port, the serial line
+//!   `hvctl` drives the shell over.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
@@ -26,4 +30,6 @@ pub mod builder;
 pub mod command;
 pub mod config;
 pub mod conring;
+pub mod ctlport;
 pub mod status;
+pub mod xenstore;

@@ -10,6 +10,11 @@
 //! that keeps shutting down within [`QUICK_NS`] of starting is destroyed
 //! instead of a [`MAX_QUICK_RESTARTS`]th restart in a row, so a kernel
 //! that crashes at boot cannot keep the shell busy rebuilding it.
+//!
+//! The shell's xenstore ([`Store`]) lives here too: each domain built is
+//! given its entries and served on its store ring; each domain forgotten
+//! (destroyed, gone, restarted under a new id) is released and its
+//! entries removed. A preserved domain keeps them, as under `xl`.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -19,13 +24,16 @@ use abi::domctl::{XenDomctl, XenDomctlGetdomaininfo, XEN_DOMINF_DYING, XEN_DOMIN
 use abi::mm::DOMID_FIRST_RESERVED;
 use abi::Errno;
 use guest_kernel::hypercall::hv;
+use guest_kernel::println;
 use guest_kernel::time::{self, NS_PER_MS};
 use toolstack::builder::{self, BuildOptions, DomId};
 use toolstack::command::DOM0_NAME;
 use toolstack::config::{Action, DomainConfig};
 use toolstack::status::{action_for, Reason};
 
+use super::images::Images;
 use super::pvconsole::PvConsole;
+use super::store::{Store, StoreRing};
 use crate::build::ops::{self, Dom0Ops};
 
 /// A domain that shuts down sooner than this after it was built counts as
@@ -49,12 +57,17 @@ struct Managed {
     /// then only its `console_io` output, in the hypervisor's ring, is
     /// seen).
     console: Option<PvConsole>,
+    /// Dom0's end of its xenstore ring (`None` if connecting failed: the
+    /// domain then gets no answers, and the failure was printed).
+    store: Option<StoreRing>,
 }
 
 /// The domains the shell built, in the order it built them.
 #[derive(Debug, Default)]
 pub struct Domains {
     list: Vec<Managed>,
+    /// The xenstore the domains are served from.
+    store: Store,
 }
 
 impl Domains {
@@ -83,15 +96,32 @@ impl Domains {
         let built = builder::build(ops, image, &config, &BuildOptions::default()).map_err(|e| e.to_string())?;
         let d = built.domid;
         let console = PvConsole::connect(d, built.console_mfn, built.console_evtchn).ok();
+        let store = match self.store.connect(ops, d, &config.name, built.store_mfn, built.store_evtchn) {
+            Ok(ring) => Some(ring),
+            Err(e) => {
+                println!("xenstore: d{d}: {e}");
+                None
+            }
+        };
         if let Err(e) = ops::unpause(d) {
             drop(console);
+            drop(store);
+            self.store.disconnect(d);
             return Err(match ops::destroy(d) {
                 Ok(()) => format!("unpausedomain d{d}: {e}"),
                 Err(e2) => format!("unpausedomain d{d}: {e}; destroydomain: {e2}: d{d} is left behind"),
             });
         }
         let started_ns = time::now_ns();
-        self.list.push(Managed { domid: d, config, started_ns, quick_restarts: quick, preserved: false, console });
+        self.list.push(Managed {
+            domid: d,
+            config,
+            started_ns,
+            quick_restarts: quick,
+            preserved: false,
+            console,
+            store,
+        });
         Ok(d)
     }
 
@@ -104,6 +134,26 @@ impl Domains {
         }
     }
 
+    /// Serves every domain's xenstore ring (errors are left for the next
+    /// poll, as with the consoles).
+    pub fn poll_stores(&mut self, ops: &mut Dom0Ops) {
+        for ring in self.list.iter().filter_map(|m| m.store.as_ref()) {
+            let _ = self.store.poll(ops, ring);
+        }
+    }
+
+    /// The shell's xenstore.
+    pub fn store(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    /// Removes entry `i`, releasing its domain from xenstore.
+    fn remove(&mut self, i: usize) -> Managed {
+        let m = self.list.remove(i);
+        self.store.disconnect(m.domid);
+        m
+    }
+
     /// `domid`'s PV console, if the shell has one for it.
     pub fn console_of(&mut self, domid: DomId) -> Option<&mut PvConsole> {
         self.list.iter_mut().find(|m| m.domid == domid).and_then(|m| m.console.as_mut())
@@ -111,14 +161,16 @@ impl Domains {
 
     /// Forgets `domid` (destroyed by a command).
     pub fn forget(&mut self, domid: DomId) {
-        self.list.retain(|m| m.domid != domid);
+        if let Some(i) = self.list.iter().position(|m| m.domid == domid) {
+            self.remove(i);
+        }
     }
 
     /// Looks at every domain the shell keeps and acts on those that shut
     /// down or vanished, adding one line per event to `out`:
     /// `d<id> '<name>' shut down (<reason>): <action>`, `created d<id>
     /// '<name>'` after a restart, or what failed.
-    pub fn check(&mut self, ops: &mut Dom0Ops, image: &[u8], out: &mut Vec<String>) {
+    pub fn check(&mut self, ops: &mut Dom0Ops, images: &Images, out: &mut Vec<String>) {
         let mut i = 0;
         while i < self.list.len() {
             let m = &self.list[i];
@@ -133,7 +185,7 @@ impl Domains {
             };
             let Some(info) = info else {
                 out.push(format!("d{d} '{name}' is gone"));
-                self.list.remove(i);
+                self.remove(i);
                 continue;
             };
             if m.preserved || info.flags & XEN_DOMINF_DYING != 0 || info.flags & XEN_DOMINF_SHUTDOWN == 0 {
@@ -154,7 +206,7 @@ impl Domains {
                 i += 1;
                 continue;
             }
-            let mut m = self.list.remove(i);
+            let mut m = self.remove(i);
             // Its last words, into the kept output before it goes.
             if let Some(console) = m.console.as_mut() {
                 let _ = console.poll(ops);
@@ -165,6 +217,10 @@ impl Domains {
             }
             if action == Action::Restart {
                 let name = m.config.name.clone();
+                let Some(image) = images.get(&m.config.kernel) else {
+                    out.push(format!("d{d} '{name}' restart failed: no kernel image '{}'", m.config.kernel));
+                    continue;
+                };
                 match self.build(ops, image, m.config, quick) {
                     Ok(new) => out.push(format!("created d{new} '{name}'")),
                     Err(e) => out.push(format!("d{d} '{name}' restart failed: {e}")),

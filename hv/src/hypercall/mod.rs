@@ -12,9 +12,11 @@ mod console;
 pub mod control;
 mod descriptors;
 mod event;
+mod grant;
 mod memory;
 mod mm;
 mod multicall;
+mod physdev;
 mod sched;
 mod traps;
 mod vcpu;
@@ -137,6 +139,44 @@ pub trait Platform: GuestCpu {
     fn sched_params(&mut self, dom: DomId) -> Result<crate::sched::Params, Errno>;
     /// Sets domain `dom`'s scheduling parameters (checked by the caller).
     fn set_sched_params(&mut self, dom: DomId, params: crate::sched::Params) -> Result<(), Errno>;
+
+    // ---- grant tables (crate::grant) ----
+
+    /// The hypervisor frame holding domain `dom`'s grant state, 0 if it has
+    /// none. A destroyed domain whose grants are still mapped keeps its
+    /// frame until the last mapping goes.
+    fn grant_root(&mut self, dom: DomId) -> Mfn;
+    /// Records `root` as domain `dom`'s grant state (0: none);
+    /// `-ENOMEM` if the platform has no room for that id.
+    fn set_grant_root(&mut self, dom: DomId, root: Mfn) -> Result<(), Errno>;
+    /// A zeroed hypervisor frame (grant state), `None` when memory is
+    /// exhausted.
+    fn alloc_hv_frame(&mut self) -> Option<Mfn>;
+    /// Frees a frame [`Platform::alloc_hv_frame`] gave.
+    fn free_hv_frame(&mut self, mfn: Mfn);
+    /// The words of a frame [`Platform::alloc_hv_frame`] gave (no guest
+    /// can reach it).
+    fn hv_frame(&mut self, mfn: Mfn) -> &mut [u64; 512];
+    /// Atomically reads 32-bit word `word` (below 1024) of frame `mfn`, a
+    /// domain's frame that guests may be writing meanwhile (a grant entry).
+    fn frame_load32(&mut self, mfn: Mfn, word: usize) -> u32;
+    /// Atomic compare-and-exchange of that word: `Ok(old)` if it held
+    /// `old` and now holds `new`, else `Err` with what it holds.
+    fn frame_cmpxchg32(&mut self, mfn: Mfn, word: usize, old: u32, new: u32) -> Result<u32, u32>;
+    /// Atomically ANDs `mask` into that word.
+    fn frame_and32(&mut self, mfn: Mfn, word: usize, mask: u32);
+    /// Copies `len` bytes from byte `src_off` of frame `src` to byte
+    /// `dst_off` of frame `dst` (domains' frames the caller holds; both
+    /// ranges within the page; the frames may be the same).
+    fn copy_frame_bytes(&mut self, dst: Mfn, dst_off: usize, src: Mfn, src_off: usize, len: usize);
+    /// Whether domain `dom` exists (created and not yet destroyed; the
+    /// running domain too).
+    fn domain_exists(&mut self, dom: DomId) -> bool;
+    /// Domain `dom`, destroyed while its grants were mapped, has lost its
+    /// last grant mapping and its grant state: frees every frame of it that
+    /// nothing references any more, so its memory (and, once none is left,
+    /// its id) can be used again.
+    fn reclaim_domain(&mut self, dom: DomId);
 }
 
 /// Where [`Platform::read_console`] puts what it reads: `(offset, bytes)`.
@@ -278,6 +318,8 @@ pub static TABLE: [Option<Entry>; TABLE_SIZE] = {
     t[nr::SYSCTL as usize] = entry("sysctl", control::sysctl, false);
     t[nr::DOMCTL as usize] = entry("domctl", control::domctl, false);
     t[nr::EVENT_CHANNEL_OP as usize] = entry("event_channel_op", event::event_channel_op, false);
+    t[nr::GRANT_TABLE_OP as usize] = entry("grant_table_op", grant::grant_table_op, false);
+    t[nr::PHYSDEV_OP as usize] = entry("physdev_op", physdev::physdev_op, false);
     t
 };
 
@@ -460,6 +502,23 @@ pub(crate) mod testing {
         pub params: std::collections::HashMap<DomId, crate::sched::Params>,
         /// vCPU contexts installed in other domains.
         pub contexts: std::collections::HashMap<DomId, (crate::domain::Vcpu, Regs, [u16; 4])>,
+        /// The grant side: roots, memory limits, racing granters.
+        pub grants: FakeGrants,
+    }
+
+    /// The fake machine's grant-table side.
+    #[derive(Debug, Default)]
+    pub struct FakeGrants {
+        /// Each domain's grant root.
+        pub roots: std::collections::HashMap<DomId, Mfn>,
+        /// Hypervisor frames it may still give (`None`: as many as are free).
+        pub hv_frames_left: Option<u32>,
+        /// A granter racing the hypervisor: before each compare-and-exchange
+        /// the next mask (if any) is XORed into the word, as if the guest
+        /// had just written it.
+        pub races: std::collections::VecDeque<u32>,
+        /// Every `reclaim_domain`, in order.
+        pub reclaimed: Vec<DomId>,
     }
 
     /// The data selectors the fake CPU holds (distinct, to check their
@@ -512,6 +571,7 @@ pub(crate) mod testing {
                 conring: crate::conring::ConsoleRing::new(),
                 phys: PhysInfo { total_pages: FRAMES, free_pages: 32, max_mfn: FRAMES - 1, cpu_khz: 2_000_000 },
                 contexts: std::collections::HashMap::new(),
+                grants: FakeGrants::default(),
                 params: std::collections::HashMap::new(),
                 remote_shutdowns: Vec::new(),
             }
@@ -525,6 +585,13 @@ pub(crate) mod testing {
         pub fn domain(&mut self, dom: DomId) -> &mut FakeDomain {
             self.domains.iter_mut().find(|d| d.id == dom).expect("no such fake domain")
         }
+    }
+
+    impl crate::ioport::PortBus for Recorder {
+        fn read(&mut self, _port: u16, _size: u8) -> u32 {
+            u32::MAX
+        }
+        fn write(&mut self, _port: u16, _size: u8, _value: u32) {}
     }
 
     impl GuestCpu for Recorder {
@@ -715,6 +782,77 @@ pub(crate) mod testing {
         fn vcpu_context(&mut self, dom: DomId) -> Result<Option<abi::arch::VcpuGuestContext>, Errno> {
             self.info_mut(dom)?;
             Ok(self.contexts.get(&dom).map(|(v, r, s)| control::context_of(v, r, *s)))
+        }
+        fn grant_root(&mut self, dom: DomId) -> Mfn {
+            self.grants.roots.get(&dom).copied().unwrap_or(0)
+        }
+        fn set_grant_root(&mut self, dom: DomId, root: Mfn) -> Result<(), Errno> {
+            if root == 0 {
+                self.grants.roots.remove(&dom);
+            } else {
+                self.grants.roots.insert(dom, root);
+            }
+            Ok(())
+        }
+        fn alloc_hv_frame(&mut self) -> Option<Mfn> {
+            if let Some(left) = self.grants.hv_frames_left.as_mut() {
+                *left = left.checked_sub(1)?;
+            }
+            let mfn = self.frames.alloc(crate::mm::frame::FrameUse::Hypervisor)?;
+            self.mem.pages.insert(mfn, [0; 512]);
+            Some(mfn)
+        }
+        fn free_hv_frame(&mut self, mfn: Mfn) {
+            assert_eq!(self.frames.usage(mfn), crate::mm::frame::FrameUse::Hypervisor, "freeing {mfn} as grant state");
+            self.frames.free(mfn).expect("a grant-state frame is unreferenced");
+        }
+        fn hv_frame(&mut self, mfn: Mfn) -> &mut [u64; 512] {
+            assert_eq!(
+                self.frames.usage(mfn),
+                crate::mm::frame::FrameUse::Hypervisor,
+                "frame {mfn} is not grant state"
+            );
+            self.mem.entries(mfn)
+        }
+        fn frame_load32(&mut self, mfn: Mfn, word: usize) -> u32 {
+            (self.mem.entries(mfn)[word / 2] >> (32 * (word % 2))) as u32
+        }
+        fn frame_cmpxchg32(&mut self, mfn: Mfn, word: usize, old: u32, new: u32) -> Result<u32, u32> {
+            let shift = 32 * (word % 2);
+            let slot = &mut self.mem.entries(mfn)[word / 2];
+            if let Some(x) = self.grants.races.pop_front() {
+                *slot ^= u64::from(x) << shift;
+            }
+            let now = (*slot >> shift) as u32;
+            if now != old {
+                return Err(now);
+            }
+            *slot = (*slot & !(0xffff_ffffu64 << shift)) | u64::from(new) << shift;
+            Ok(old)
+        }
+        fn frame_and32(&mut self, mfn: Mfn, word: usize, mask: u32) {
+            let shift = 32 * (word % 2);
+            self.mem.entries(mfn)[word / 2] &= !(u64::from(!mask) << shift);
+        }
+        fn copy_frame_bytes(&mut self, dst: Mfn, dst_off: usize, src: Mfn, src_off: usize, len: usize) {
+            let bytes = |w: &[u64; 512]| w.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+            let from = bytes(self.mem.entries(src));
+            let mut to = bytes(self.mem.entries(dst));
+            to[dst_off..dst_off + len].copy_from_slice(&from[src_off..src_off + len]);
+            for (w, chunk) in self.mem.entries(dst).iter_mut().zip(to.chunks(8)) {
+                *w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            }
+        }
+        fn domain_exists(&mut self, dom: DomId) -> bool {
+            dom == self.dom || self.infos.iter().any(|i| i.id == dom)
+        }
+        fn reclaim_domain(&mut self, dom: DomId) {
+            self.grants.reclaimed.push(dom);
+            for mfn in 0..FRAMES {
+                if self.frames.usage(mfn) == crate::mm::frame::FrameUse::Domain(dom) && self.frames.can_release(mfn) {
+                    self.frames.free(mfn).expect("unreferenced");
+                }
+            }
         }
     }
 

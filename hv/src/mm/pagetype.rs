@@ -48,8 +48,11 @@
 //!   for every other PV domain.
 //! - The target frame must belong to the table's domain
 //!   ([`PtError::NotOwned`]): hypervisor, module, free, absent and other
-//!   domains' frames never appear in a guest entry, except an L1 entry the
-//!   owner granted ([`GuestFrames::granted`], the grant-table hook).
+//!   domains' frames never appear in a guest entry, except at L1 a frame
+//!   of the one foreign owner an operation allows
+//!   ([`PageTypes::allow_foreign`]: the control domain's foreign mappings,
+//!   and the single entry a grant mapping writes, `crate::grant`) or one
+//!   [`GuestFrames::granted`] allows.
 //! - L1: a writable entry takes a general and a `Writable` type reference
 //!   (refused for page tables and descriptor pages with references,
 //!   [`PtError::WrongType`]); a read-only entry takes only a general one.
@@ -327,8 +330,10 @@ pub trait GuestFrames {
     fn flush_before_retype(&mut self, mfn: Mfn);
 
     /// Whether domain `dom` may map `mfn`, which domain `owner` granted it,
-    /// from an L1 entry (`writable` or not). The grant table's hook; no
-    /// grants yet.
+    /// from any L1 entry it writes (`writable` or not). No platform allows
+    /// this: grant mappings are made by `crate::grant`, one entry at a time
+    /// through [`PageTypes::allow_foreign`], never by a guest's own
+    /// page-table writes (as in Xen).
     fn granted(&mut self, dom: DomId, mfn: Mfn, owner: DomId, writable: bool) -> bool {
         let _ = (dom, mfn, owner, writable);
         false
@@ -405,6 +410,11 @@ impl<'e, 'f, M: GuestFrames + ?Sized> PageTypes<'e, 'f, M> {
     /// The frames' contents.
     pub fn memory(&mut self) -> &mut M {
         self.mem
+    }
+
+    /// The rules entries are validated against.
+    pub fn policy(&self) -> &Policy {
+        self.policy
     }
 
     /// Whether frame `mfn` has no references left (see

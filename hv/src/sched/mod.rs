@@ -87,10 +87,13 @@ pub const MAX_CONFIG_NS: u64 = 1_000_000_000;
 /// further missed periods are skipped (they would refill credits that the
 /// bound clips anyway).
 pub const MAX_CATCHUP_PERIODS: u32 = 8;
-/// Default number of vCPU slots.
-pub const MAX_VCPUS: usize = 64;
-/// Default number of domain slots.
-pub const MAX_DOMAINS: usize = 32;
+/// Default number of vCPU slots: one per domain slot (the hypervisor
+/// gives each domain one vCPU).
+pub const MAX_VCPUS: usize = 1024;
+/// Default number of domain slots. With the defaults a scheduler is about
+/// 100 KiB: keep it in a static (built by the `const` [`Scheduler::new`]),
+/// never on a hypervisor stack.
+pub const MAX_DOMAINS: usize = 1024;
 /// Fixed-point scale of per-vCPU shares (a domain's weight divided among
 /// its vCPUs).
 const SHARE_SHIFT: u32 = 16;
@@ -260,6 +263,10 @@ struct Dom {
     used_ns: u64,
     /// CPU time used since it was added.
     cpu_time_ns: u64,
+    /// Its vCPUs active in the period being refilled (scratch for
+    /// [`Scheduler::refill`], which must not put a `D`-sized array on the
+    /// stack).
+    active_vcpus: u32,
 }
 
 /// Whether a vCPU could run, apart from pauses and caps.
@@ -381,7 +388,14 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
             return Err(SchedError::Exists);
         }
         let slot = self.doms.iter().position(Option::is_none).ok_or(SchedError::Full)?;
-        self.doms[slot] = Some(Dom { id: dom, params: Params::default(), pause_count: 0, used_ns: 0, cpu_time_ns: 0 });
+        self.doms[slot] = Some(Dom {
+            id: dom,
+            params: Params::default(),
+            pause_count: 0,
+            used_ns: 0,
+            cpu_time_ns: 0,
+            active_vcpus: 0,
+        });
         Ok(())
     }
 
@@ -734,13 +748,18 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
     /// ones rather than lost. What the second pass cannot place either is
     /// dropped.
     fn refill(&mut self) {
-        let mut active = [0u64; D];
-        for vc in self.vcpus.iter().flatten().filter(|vc| vc.active) {
-            active[vc.dom] += 1;
+        for dom in self.doms.iter_mut().flatten() {
+            dom.active_vcpus = 0;
+        }
+        for i in 0..V {
+            let Some(vc) = self.vcpus[i].filter(|vc| vc.active) else { continue };
+            self.dom_mut(vc.dom).active_vcpus += 1;
         }
         // Per-vCPU shares in fixed point: weight << SHARE_SHIFT / vCPUs.
-        let share =
-            |s: &Self, vc: &Vc| (u128::from(s.dom(vc.dom).params.weight) << SHARE_SHIFT) / u128::from(active[vc.dom]);
+        let share = |s: &Self, vc: &Vc| {
+            let dom = s.dom(vc.dom);
+            (u128::from(dom.params.weight) << SHARE_SHIFT) / u128::from(dom.active_vcpus)
+        };
         let total: u128 = self.vcpus.iter().flatten().filter(|vc| vc.active).map(|vc| share(self, vc)).sum();
         let bound = self.credit_bound();
         let period = u128::from(self.config.period_ns);

@@ -4,20 +4,23 @@
 //! off, with the magic in `%eax` and the boot information's physical address
 //! in `%ebx`. We build boot page tables that map
 //!
-//! - the first 4 GiB identically (dropped as soon as we run high),
-//! - the same 4 GiB at the direct map (`DIRECTMAP_START`, L4 slot 262),
+//! - the first 8 GiB ([`BOOT_DIRECTMAP_BYTES`]) identically (dropped as
+//!   soon as we run high),
+//! - the same 8 GiB at the direct map (`DIRECTMAP_START`, L4 slot 262),
 //! - the first GiB at the image's link address (L4 slot 261),
 //!
 //! with 2 MiB pages, enable long mode, and jump to [`hv_start64`] on the
 //! boot stack with the magic and the boot information address as arguments.
 //!
 //! [`hv_start64`]: crate::setup::hv_start64
+//! [`BOOT_DIRECTMAP_BYTES`]: hv::layout::BOOT_DIRECTMAP_BYTES
 
 use hv::exit::Exit;
 
 core::arch::global_asm!(
     r#"
     .set VIRT_OFFSET, {virt_offset}
+    .set BOOT_PDS, {boot_pds}
     .set MB_MAGIC, 0x1BADB002
     /* page-align modules | memory info | header address fields valid */
     .set MB_FLAGS, 0x00010003
@@ -54,26 +57,30 @@ start32:
     bt $29, %edx
     jnc no_long_mode
 
-    /* 2048 2 MiB pages covering 0-4 GiB, in four consecutive PDs. */
+    /* BOOT_PDS * 512 2 MiB pages covering 0-8 GiB, in consecutive PDs;
+       entry n maps n << 21, whose upper half is n >> 11. */
     mov $(boot_pd - VIRT_OFFSET), %ebx
     xor %ecx, %ecx
 1:  mov %ecx, %eax
     shl $21, %eax
     or $0x83, %eax                       /* present | writable | 2 MiB */
     mov %eax, (%ebx, %ecx, 8)
+    mov %ecx, %eax
+    shr $11, %eax
+    mov %eax, 4(%ebx, %ecx, 8)
     inc %ecx
-    cmp $2048, %ecx
+    cmp $(BOOT_PDS * 512), %ecx
     jb 1b
 
+    /* One PDPT entry per PD. */
     mov $(boot_pdpt_low - VIRT_OFFSET), %ebx
     mov $(boot_pd - VIRT_OFFSET + 3), %eax
-    mov %eax, 0(%ebx)
+    xor %ecx, %ecx
+1:  mov %eax, (%ebx, %ecx, 8)
     add $4096, %eax
-    mov %eax, 8(%ebx)
-    add $4096, %eax
-    mov %eax, 16(%ebx)
-    add $4096, %eax
-    mov %eax, 24(%ebx)
+    inc %ecx
+    cmp $BOOT_PDS, %ecx
+    jb 1b
 
     /* The image: 0xFFFF82D080000000 is slot 261, L3 index 322, L2 index 0. */
     mov $(boot_pdpt_img - VIRT_OFFSET), %ebx
@@ -150,7 +157,7 @@ boot_pdpt_low:
 boot_pdpt_img:
     .skip 4096
 boot_pd:
-    .skip 4096 * 4
+    .skip 4096 * BOOT_PDS
     /* Unmapped once memory is set up (paging::guard_stack): an overflow
        of the stack below faults instead of overwriting the page tables. */
     .global boot_stack_guard
@@ -162,6 +169,7 @@ boot_stack:
 boot_stack_top:
 "#,
     virt_offset = const hv::layout::IMAGE_VIRT_OFFSET,
+    boot_pds = const hv::layout::BOOT_DIRECTMAP_BYTES >> 30,
     bad_boot = const match Exit::BadBoot.debug_exit_code() { Some(c) => c, None => 0 },
     stack_size = const super::STACK_SIZE,
     options(att_syntax)

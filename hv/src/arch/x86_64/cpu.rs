@@ -15,6 +15,38 @@ pub fn outw(port: u16, value: u16) {
     unsafe { asm!("out dx, ax", in("dx") port, in("ax") value, options(nomem, nostack, preserves_flags)) }
 }
 
+/// Reads 1, 2 or 4 bytes from a port for a guest (`in`, emulated); the
+/// caller checked the guest was given `port`, never one the hypervisor
+/// drives.
+pub fn port_in(port: u16, size: u8) -> u32 {
+    match size {
+        1 => inb(port).into(),
+        2 => {
+            let value: u16;
+            // SAFETY: port I/O has no memory effects visible to Rust.
+            unsafe { asm!("in ax, dx", in("dx") port, out("ax") value, options(nomem, nostack, preserves_flags)) }
+            value.into()
+        }
+        _ => {
+            let value: u32;
+            // SAFETY: as above.
+            unsafe { asm!("in eax, dx", in("dx") port, out("eax") value, options(nomem, nostack, preserves_flags)) }
+            value
+        }
+    }
+}
+
+/// Writes 1, 2 or 4 bytes to a port for a guest (`out`, emulated); the
+/// caller checked the guest was given `port`.
+pub fn port_out(port: u16, size: u8, value: u32) {
+    match size {
+        1 => outb(port, value as u8),
+        2 => outw(port, value as u16),
+        // SAFETY: port I/O has no memory effects visible to Rust.
+        _ => unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags)) },
+    }
+}
+
 /// Reads a byte from an I/O port.
 pub fn inb(port: u16) -> u8 {
     let value: u8;
