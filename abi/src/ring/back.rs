@@ -2,9 +2,9 @@
 //! responses, trusting nothing the frontend writes.
 
 use core::fmt;
-use core::sync::atomic::{fence, Ordering};
+use core::sync::atomic::Ordering;
 
-use super::shared::{needs_notify, Index};
+use super::shared::Index;
 use super::{RingEntry, RingIdx, Sring};
 
 /// The backend's end of a shared ring (`struct NAME_back_ring`): the private
@@ -159,22 +159,14 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> BackRing<'a, Req, Rsp> {
     /// Publishes the responses written so far (`RING_PUSH_RESPONSES`): the
     /// entries become visible before the new `rsp_prod`.
     pub fn push_responses(&mut self) {
-        self.sring.index(Index::RspProd).store(self.rsp_prod_pvt, Ordering::Release);
+        self.sring.publish(Index::RspProd, self.rsp_prod_pvt);
     }
 
     /// Publishes the responses written so far and says whether the frontend
     /// must be notified (`RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`): `true` if
     /// the frontend's `rsp_event` lies among the newly published indices.
     pub fn push_responses_and_check_notify(&mut self) -> bool {
-        let rsp_prod = self.sring.index(Index::RspProd);
-        let old = rsp_prod.load(Ordering::Relaxed);
-        let new = self.rsp_prod_pvt;
-        // xen_wmb(): the entries before the index.
-        rsp_prod.store(new, Ordering::Release);
-        // xen_mb(): the index before reading rsp_event.
-        fence(Ordering::SeqCst);
-        let event = self.sring.index(Index::RspEvent).load(Ordering::Relaxed);
-        needs_notify(old, new, event)
+        self.sring.publish_and_check_notify(Index::RspProd, Index::RspEvent, self.rsp_prod_pvt)
     }
 
     /// The check before waiting for an event
@@ -186,9 +178,7 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> BackRing<'a, Req, Rsp> {
         if self.unconsumed_requests() > 0 {
             return true;
         }
-        self.sring.index(Index::ReqEvent).store(self.req_cons.wrapping_add(1), Ordering::Relaxed);
-        // xen_mb(): req_event before reading req_prod again.
-        fence(Ordering::SeqCst);
+        self.sring.arm_event(Index::ReqEvent, self.req_cons);
         self.unconsumed_requests() > 0
     }
 }

@@ -2,9 +2,9 @@
 //! responses.
 
 use core::fmt;
-use core::sync::atomic::{fence, Ordering};
+use core::sync::atomic::Ordering;
 
-use super::shared::{needs_notify, Index};
+use super::shared::Index;
 use super::{RingEntry, RingIdx, Sring};
 
 /// The frontend's end of a shared ring (`struct NAME_front_ring`): the
@@ -101,22 +101,14 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
     /// Publishes the requests written so far (`RING_PUSH_REQUESTS`): the
     /// entries become visible before the new `req_prod`.
     pub fn push_requests(&mut self) {
-        self.sring.index(Index::ReqProd).store(self.req_prod_pvt, Ordering::Release);
+        self.sring.publish(Index::ReqProd, self.req_prod_pvt);
     }
 
     /// Publishes the requests written so far and says whether the backend
     /// must be notified (`RING_PUSH_REQUESTS_AND_CHECK_NOTIFY`): `true` if
     /// the backend's `req_event` lies among the newly published indices.
     pub fn push_requests_and_check_notify(&mut self) -> bool {
-        let req_prod = self.sring.index(Index::ReqProd);
-        let old = req_prod.load(Ordering::Relaxed);
-        let new = self.req_prod_pvt;
-        // xen_wmb(): the entries before the index.
-        req_prod.store(new, Ordering::Release);
-        // xen_mb(): the index before reading req_event.
-        fence(Ordering::SeqCst);
-        let event = self.sring.index(Index::ReqEvent).load(Ordering::Relaxed);
-        needs_notify(old, new, event)
+        self.sring.publish_and_check_notify(Index::ReqProd, Index::ReqEvent, self.req_prod_pvt)
     }
 
     /// Responses published and not yet consumed
@@ -150,9 +142,7 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> FrontRing<'a, Req, Rsp> {
         if self.unconsumed_responses() > 0 {
             return true;
         }
-        self.sring.index(Index::RspEvent).store(self.rsp_cons.wrapping_add(1), Ordering::Relaxed);
-        // xen_mb(): rsp_event before reading rsp_prod again.
-        fence(Ordering::SeqCst);
+        self.sring.arm_event(Index::RspEvent, self.rsp_cons);
         self.unconsumed_responses() > 0
     }
 

@@ -14,7 +14,7 @@ use core::marker::PhantomData;
 use core::mem::{align_of, offset_of, size_of, MaybeUninit};
 use core::ptr::NonNull;
 use core::slice;
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU8, Ordering};
 
 use super::{ring_size, RingIdx, SringHeader, SRING_HEADER_SIZE};
 
@@ -114,8 +114,16 @@ pub(super) enum Index {
 /// consumer whose event index is `event`: `event` lies in `(old, new]`, in
 /// wrapping arithmetic (`io/ring.h`'s `(RING_IDX)(new - event) <
 /// (RING_IDX)(new - old)`).
-pub(super) fn needs_notify(old: RingIdx, new: RingIdx, event: RingIdx) -> bool {
+fn needs_notify(old: RingIdx, new: RingIdx, event: RingIdx) -> bool {
     new.wrapping_sub(event) < new.wrapping_sub(old)
+}
+
+/// Bytes in the C union of a `Req` and a `Rsp`: the larger size rounded up
+/// to the larger alignment ([`Sring::ENTRY_SIZE`], which also checks it).
+const fn union_size<Req, Rsp>() -> usize {
+    let size = if size_of::<Req>() > size_of::<Rsp>() { size_of::<Req>() } else { size_of::<Rsp>() };
+    let align = if align_of::<Req>() > align_of::<Rsp>() { align_of::<Req>() } else { align_of::<Rsp>() };
+    size.div_ceil(align) * align
 }
 
 /// A view of a shared ring in memory (`struct NAME_sring` from
@@ -174,9 +182,7 @@ impl<'a, Req: RingEntry, Rsp: RingEntry> Sring<'a, Req, Rsp> {
     /// two sizes, rounded up to the larger of the two alignments, as C lays
     /// out a union.
     pub const ENTRY_SIZE: usize = {
-        let size = if size_of::<Req>() > size_of::<Rsp>() { size_of::<Req>() } else { size_of::<Rsp>() };
-        let align = if align_of::<Req>() > align_of::<Rsp>() { align_of::<Req>() } else { align_of::<Rsp>() };
-        let entry = size.div_ceil(align) * align;
+        let entry = union_size::<Req, Rsp>();
         assert!(entry > 0, "a ring needs a non-empty request or response type");
         assert!(entry <= u32::MAX as usize);
         entry
@@ -288,7 +294,7 @@ impl<Req, Rsp> Sring<'_, Req, Rsp> {
     /// The byte at `offset` from the start of the ring, which must not be
     /// one of the four indices.
     fn byte(&self, offset: usize) -> &AtomicU8 {
-        assert!(offset >= PVT && offset < SRING_HEADER_SIZE + self.size as usize * self.entry_stride());
+        assert!(offset >= PVT && offset < SRING_HEADER_SIZE + self.size as usize * union_size::<Req, Rsp>());
         let ptr = self.base.as_ptr().wrapping_add(offset);
         // SAFETY: the assertion keeps `offset` inside the ring memory, which
         // is valid for `'a` and so for the borrow of `self`, and outside the
@@ -297,17 +303,9 @@ impl<Req, Rsp> Sring<'_, Req, Rsp> {
         unsafe { AtomicU8::from_ptr(ptr) }
     }
 
-    /// Bytes per entry, without the `RingEntry` bounds that `ENTRY_SIZE`
-    /// needs (the constructors have those).
-    fn entry_stride(&self) -> usize {
-        let size = size_of::<Req>().max(size_of::<Rsp>());
-        let align = align_of::<Req>().max(align_of::<Rsp>());
-        size.div_ceil(align) * align
-    }
-
     /// Offset of the slot for free-running index `idx`.
     fn slot_offset(&self, idx: RingIdx) -> usize {
-        SRING_HEADER_SIZE + (idx & (self.size - 1)) as usize * self.entry_stride()
+        SRING_HEADER_SIZE + (idx & (self.size - 1)) as usize * union_size::<Req, Rsp>()
     }
 
     /// Copies a `T` (the request or the response type) out of the slot for
@@ -324,6 +322,36 @@ impl<Req, Rsp> Sring<'_, Req, Rsp> {
         // SAFETY: every one of `out`'s bytes was written above, and a
         // `RingEntry` is valid for any bytes.
         unsafe { out.assume_init() }
+    }
+
+    /// Publishes producer index `prod` as `new`; the entries written
+    /// before become visible first (`xen_wmb()`, `RING_PUSH_*`).
+    pub(super) fn publish(&self, prod: Index, new: RingIdx) {
+        self.index(prod).store(new, Ordering::Release);
+    }
+
+    /// Publishes producer index `prod` as `new` and says whether the
+    /// consumer, whose event index is `event`, must be notified: whether
+    /// `event` lies among the newly published indices
+    /// (`RING_PUSH_*_AND_CHECK_NOTIFY`).
+    pub(super) fn publish_and_check_notify(&self, prod: Index, event: Index, new: RingIdx) -> bool {
+        let prod = self.index(prod);
+        let old = prod.load(Ordering::Relaxed);
+        // xen_wmb(): the entries before the index.
+        prod.store(new, Ordering::Release);
+        // xen_mb(): the index before reading the event index.
+        fence(Ordering::SeqCst);
+        let event = self.index(event).load(Ordering::Relaxed);
+        needs_notify(old, new, event)
+    }
+
+    /// The middle of a consumer's final check (`RING_FINAL_CHECK_FOR_*`):
+    /// asks for an event at the entry after `cons` (`event = cons + 1`),
+    /// ordered before the caller looks at the producer index again
+    /// (`xen_mb()`).
+    pub(super) fn arm_event(&self, event: Index, cons: RingIdx) {
+        self.index(event).store(cons.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::SeqCst);
     }
 
     /// Copies `value` into the slot for `idx`.
