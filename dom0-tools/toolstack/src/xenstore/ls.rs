@@ -6,7 +6,7 @@ use core::fmt::Write as _;
 
 use abi::errno::Errno;
 
-use super::path::join;
+use super::path::{base, join};
 use super::store::Store;
 
 /// Lists the tree under absolute `path` as `xenstore-ls` does: each node
@@ -22,11 +22,10 @@ pub fn list(store: &Store, path: &str, perms: bool) -> Result<String, Errno> {
     let mut stack: Vec<(String, usize)> = root.children().rev().map(|c| (join(path, c), 0)).collect();
     while let Some((p, depth)) = stack.pop() {
         let Some(node) = store.get(&p) else { continue };
-        let name = p.rsplit('/').next().unwrap_or("");
         for _ in 0..depth {
             out.push(' ');
         }
-        out.push_str(name);
+        out.push_str(base(&p));
         out.push_str(" = \"");
         escape(node.value(), &mut out);
         out.push('"');

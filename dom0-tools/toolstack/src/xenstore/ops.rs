@@ -34,6 +34,18 @@ pub(crate) struct Caller {
     pub privileged: bool,
 }
 
+impl Caller {
+    /// Domain `domid`; dom0 is privileged.
+    pub fn of(domid: DomId) -> Caller {
+        Caller { domid, privileged: domid == 0 }
+    }
+
+    /// What it may do to a node with `perms`.
+    pub fn rights(self, perms: &Perms) -> Rights {
+        perms.rights(self.domid, self.privileged)
+    }
+}
+
 /// What an operation needs of a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Need {
@@ -78,7 +90,7 @@ fn with_node<T>(
     f: impl FnOnce(&Node) -> T,
 ) -> Result<T, Errno> {
     match v.node(path) {
-        Some(node) if need.met_by(node.perms.rights(caller.domid, caller.privileged)) => Ok(f(node)),
+        Some(node) if need.met_by(caller.rights(&node.perms)) => Ok(f(node)),
         Some(_) => Err(Errno::EACCES),
         None => Err(missing(v, caller, path, need)),
     }
@@ -90,11 +102,7 @@ fn missing(v: &mut dyn View, caller: Caller, path: &str, need: Need) -> Errno {
     let mut p = path;
     while let Some(up) = parent(p) {
         if let Some(node) = v.node(up) {
-            return if need.met_by(node.perms.rights(caller.domid, caller.privileged)) {
-                Errno::ENOENT
-            } else {
-                Errno::EACCES
-            };
+            return if need.met_by(caller.rights(&node.perms)) { Errno::ENOENT } else { Errno::EACCES };
         }
         p = up;
     }
@@ -185,7 +193,7 @@ pub(crate) fn write(
         return Err(Errno::ENOSPC);
     }
     let existing = match v.node(path) {
-        Some(node) if node.perms.rights(caller.domid, caller.privileged).write => Some(node.clone()),
+        Some(node) if caller.rights(&node.perms).write => Some(node.clone()),
         Some(_) => return Err(Errno::EACCES),
         None => None,
     };
@@ -213,7 +221,7 @@ pub(crate) fn mkdir(
     changes: &mut Vec<Change>,
 ) -> Result<(), Errno> {
     match v.node(path) {
-        Some(node) if node.perms.rights(caller.domid, caller.privileged).write => v.check(),
+        Some(node) if caller.rights(&node.perms).write => v.check(),
         Some(_) => Err(Errno::EACCES),
         None => {
             let perms = create(v, caller, quotas, path, &[])?;
@@ -232,7 +240,7 @@ fn create(v: &mut dyn View, caller: Caller, quotas: &Quotas, path: &str, value: 
     let mut ancestor = loop {
         let up = parent(top).ok_or(Errno::ENOENT)?;
         match v.node(up) {
-            Some(node) if node.perms.rights(caller.domid, caller.privileged).write => break node.clone(),
+            Some(node) if caller.rights(&node.perms).write => break node.clone(),
             Some(_) => return Err(Errno::EACCES),
             None => {
                 absent.push(up);

@@ -24,7 +24,7 @@ use super::perms::Perms;
 use super::quota::Quotas;
 use super::store::{Store, View};
 use super::transaction::Transaction;
-use super::wire::{args, decode_header, encode, error_payload, one_arg, HEADER_LEN};
+use super::wire::{args, decode_header, encode, error_payload, first_arg, one_arg, HEADER_LEN};
 use crate::builder::DomId;
 
 /// The payload of a plain success reply.
@@ -79,8 +79,6 @@ struct Watch {
 pub struct Connection {
     /// The client's domain.
     domid: DomId,
-    /// Whether it bypasses permissions (dom0).
-    privileged: bool,
     /// The introduced domain's ring, if this is one.
     ring: Option<RingInfo>,
     /// The message being received: at most a header and a payload.
@@ -104,7 +102,6 @@ impl Connection {
     fn new(domid: DomId, ring: Option<RingInfo>) -> Connection {
         Connection {
             domid,
-            privileged: domid == 0,
             ring,
             input: Vec::new(),
             output: VecDeque::new(),
@@ -127,6 +124,11 @@ impl Connection {
     /// The client's domain.
     pub fn domid(&self) -> DomId {
         self.domid
+    }
+
+    /// Who its requests come from.
+    fn caller(&self) -> Caller {
+        Caller::of(self.domid)
     }
 
     /// The ring of an introduced domain.
@@ -211,11 +213,6 @@ impl Default for Xenstored {
     fn default() -> Self {
         Xenstored::new()
     }
-}
-
-/// The caller a domain is: dom0 is privileged.
-fn caller(domid: DomId) -> Caller {
-    Caller { domid, privileged: domid == 0 }
 }
 
 impl Xenstored {
@@ -428,7 +425,7 @@ impl Xenstored {
     /// The reply to one request (its payload), or its error.
     fn handle(&mut self, id: ConnId, hdr: &XsdSockmsg, payload: &[u8], fx: &mut Effects) -> Result<Vec<u8>, Errno> {
         let conn = self.conns.get(&id).ok_or(Errno::EINVAL)?;
-        let who = Caller { domid: conn.domid, privileged: conn.privileged };
+        let who = conn.caller();
         let quotas = self.quotas;
         let tx = hdr.tx_id;
         match hdr.type_ {
@@ -437,9 +434,7 @@ impl Xenstored {
                 self.in_view(id, tx, fx, |v, _| ops::read(v, who, &p.path))
             }
             XS_WRITE => {
-                let nul = payload.iter().position(|&b| b == 0).ok_or(Errno::EINVAL)?;
-                let (name, value) =
-                    (payload.get(..nul).unwrap_or_default(), payload.get(nul + 1..).unwrap_or_default());
+                let (name, value) = first_arg(payload)?;
                 let p = path::resolve(who.domid, name, false)?;
                 self.in_view(id, tx, fx, |v, ch| ops::write(v, who, &quotas, &p.path, value, ch))?;
                 Ok(OK.to_vec())
@@ -467,15 +462,14 @@ impl Xenstored {
             XS_GET_PERMS => {
                 let p = path::resolve(who.domid, one_arg(payload)?, true)?;
                 if let Some(perms) = self.special_perms(&p.path) {
-                    let readable = perms.rights(who.domid, who.privileged).read;
+                    let readable = who.rights(perms).read;
                     return if readable { Ok(perms.to_wire()) } else { Err(Errno::EACCES) };
                 }
                 self.in_view(id, tx, fx, |v, _| ops::get_perms(v, who, &p.path)).map(|perms| perms.to_wire())
             }
             XS_SET_PERMS => {
-                let nul = payload.iter().position(|&b| b == 0).ok_or(Errno::EINVAL)?;
-                let name = payload.get(..nul).unwrap_or_default();
-                let perms = Perms::parse(payload.get(nul + 1..).unwrap_or_default())?;
+                let (name, perms) = first_arg(payload)?;
+                let perms = Perms::parse(perms)?;
                 let p = path::resolve(who.domid, name, true)?;
                 if p.path.starts_with('@') {
                     self.set_special_perms(who, &p.path, perms)?;
@@ -649,7 +643,7 @@ impl Xenstored {
             RELEASE_DOMAIN => &mut self.release_perms,
             _ => return Err(Errno::ENOENT),
         };
-        let rights = slot.rights(who.domid, who.privileged);
+        let rights = who.rights(slot);
         if !(rights.write && rights.owner) {
             return Err(Errno::EACCES);
         }
@@ -666,7 +660,7 @@ impl Xenstored {
         let max = self.quotas.max_output;
         for change in changes {
             for conn in self.conns.values_mut() {
-                if conn.error.is_some() || !change.perms.rights(conn.domid, conn.privileged).read {
+                if conn.error.is_some() || !conn.caller().rights(&change.perms).read {
                     continue;
                 }
                 let mut events = Vec::new();
@@ -693,7 +687,7 @@ impl Xenstored {
         let max = self.quotas.max_output;
         let Some(perms) = self.special_perms(name).cloned() else { return };
         for conn in self.conns.values_mut() {
-            if conn.error.is_some() || !perms.rights(conn.domid, conn.privileged).read {
+            if conn.error.is_some() || !conn.caller().rights(&perms).read {
                 continue;
             }
             let tokens: Vec<Vec<u8>> =
@@ -711,14 +705,14 @@ impl Xenstored {
     /// Reads `path` as `domid`.
     pub fn read(&mut self, domid: DomId, path: &str) -> Result<Vec<u8>, Errno> {
         let p = path::resolve(domid, path.as_bytes(), false)?;
-        ops::read(&mut self.store, caller(domid), &p.path)
+        ops::read(&mut self.store, Caller::of(domid), &p.path)
     }
 
     /// Writes `value` at `path` as `domid`, creating it if need be.
     pub fn write(&mut self, domid: DomId, path: &str, value: &[u8]) -> Result<(), Errno> {
         let p = path::resolve(domid, path.as_bytes(), false)?;
         let mut changes = Vec::new();
-        ops::write(&mut self.store, caller(domid), &self.quotas, &p.path, value, &mut changes)?;
+        ops::write(&mut self.store, Caller::of(domid), &self.quotas, &p.path, value, &mut changes)?;
         self.fire(&changes);
         Ok(())
     }
@@ -727,7 +721,7 @@ impl Xenstored {
     pub fn mkdir(&mut self, domid: DomId, path: &str) -> Result<(), Errno> {
         let p = path::resolve(domid, path.as_bytes(), false)?;
         let mut changes = Vec::new();
-        ops::mkdir(&mut self.store, caller(domid), &self.quotas, &p.path, &mut changes)?;
+        ops::mkdir(&mut self.store, Caller::of(domid), &self.quotas, &p.path, &mut changes)?;
         self.fire(&changes);
         Ok(())
     }
@@ -736,7 +730,7 @@ impl Xenstored {
     pub fn rm(&mut self, domid: DomId, path: &str) -> Result<(), Errno> {
         let p = path::resolve(domid, path.as_bytes(), false)?;
         let mut changes = Vec::new();
-        ops::rm(&mut self.store, caller(domid), &p.path, &mut changes)?;
+        ops::rm(&mut self.store, Caller::of(domid), &p.path, &mut changes)?;
         self.fire(&changes);
         Ok(())
     }
@@ -744,20 +738,20 @@ impl Xenstored {
     /// The names of the children of `path`, as `domid` may see them.
     pub fn directory(&mut self, domid: DomId, path: &str) -> Result<Vec<String>, Errno> {
         let p = path::resolve(domid, path.as_bytes(), false)?;
-        ops::children(&mut self.store, caller(domid), &p.path)
+        ops::children(&mut self.store, Caller::of(domid), &p.path)
     }
 
     /// The permissions of `path`, as `domid` may see them.
     pub fn get_perms(&mut self, domid: DomId, path: &str) -> Result<Perms, Errno> {
         let p = path::resolve(domid, path.as_bytes(), false)?;
-        ops::get_perms(&mut self.store, caller(domid), &p.path)
+        ops::get_perms(&mut self.store, Caller::of(domid), &p.path)
     }
 
     /// Sets the permissions of `path` as `domid`.
     pub fn set_perms(&mut self, domid: DomId, path: &str, perms: Perms) -> Result<(), Errno> {
         let p = path::resolve(domid, path.as_bytes(), false)?;
         let mut changes = Vec::new();
-        ops::set_perms(&mut self.store, caller(domid), &self.quotas, &p.path, perms, &mut changes)?;
+        ops::set_perms(&mut self.store, Caller::of(domid), &self.quotas, &p.path, perms, &mut changes)?;
         self.fire(&changes);
         Ok(())
     }

@@ -56,6 +56,13 @@ pub(crate) fn one_arg(payload: &[u8]) -> Result<&[u8], Errno> {
     Ok(body)
 }
 
+/// A nul-terminated string and the bytes after its nul (`XS_WRITE`'s name
+/// and value), without the nul.
+pub(crate) fn first_arg(payload: &[u8]) -> Result<(&[u8], &[u8]), Errno> {
+    let nul = payload.iter().position(|&b| b == 0).ok_or(Errno::EINVAL)?;
+    Ok((payload.get(..nul).unwrap_or_default(), payload.get(nul + 1..).unwrap_or_default()))
+}
+
 /// Exactly `N` nul-terminated strings, without their nuls.
 pub(crate) fn args<const N: usize>(payload: &[u8]) -> Result<[&[u8]; N], Errno> {
     let body = payload.strip_suffix(&[0]).ok_or(Errno::EINVAL)?;
@@ -139,5 +146,8 @@ mod tests {
         assert_eq!(args::<2>(b"a\0b\0c\0"), Err(Errno::EINVAL));
         assert_eq!(args::<2>(b"a\0b"), Err(Errno::EINVAL));
         assert_eq!(args::<1>(b"\0"), Ok([&b""[..]]));
+        assert_eq!(first_arg(b"a\0b\0c"), Ok((&b"a"[..], &b"b\0c"[..])));
+        assert_eq!(first_arg(b"a\0"), Ok((&b"a"[..], &b""[..])));
+        assert_eq!(first_arg(b"a"), Err(Errno::EINVAL));
     }
 }
