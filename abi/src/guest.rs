@@ -708,7 +708,7 @@ impl<H: Hypercall> Hypercalls<H> {
     ///
     /// As [`Hypercalls::grant_table_op`].
     unsafe fn grant_batch(&self, cmd: u32, uop: u64, count: usize) -> Result<u64, Errno> {
-        let count = u32::try_from(count).ok().filter(|&c| c <= i32::MAX as u32).ok_or(Errno::EINVAL)?;
+        let count = batch_count(count)?;
         // SAFETY: forwarded to the caller.
         unsafe { self.grant_table_op(cmd, uop, count) }
     }
@@ -912,12 +912,7 @@ impl<H: Hypercall> Hypercalls<H> {
     ///
     /// As [`Hypercalls::batch`].
     unsafe fn batch_as(&self, nr: u64, list: u64, count: usize, foreigndom: u16) -> Result<u32, BatchError> {
-        let Ok(count) = u32::try_from(count) else {
-            return Err(BatchError { errno: Errno::EINVAL, done: 0 });
-        };
-        if count > i32::MAX as u32 {
-            return Err(BatchError { errno: Errno::EINVAL, done: 0 });
-        }
+        let count = batch_count(count).map_err(|errno| BatchError { errno, done: 0 })?;
         // `*done` is a u32 (C's `unsigned int`): the low half of this
         // slot. The high half is a guard, so a hypervisor that writes more
         // is caught (EOVERFLOW) rather than corrupting the stack.
@@ -945,14 +940,7 @@ impl<H: Hypercall> Hypercalls<H> {
     /// memory runs out. Another domain without privilege is `EPERM`; one
     /// that does not exist `ESRCH`.
     pub fn populate_physmap(&self, domid: u16, extents: &mut [u64]) -> Result<u64, Errno> {
-        let mut r = XenMemoryReservation {
-            extent_start: ptr_mut(extents),
-            nr_extents: extents.len() as u64,
-            extent_order: 0,
-            mem_flags: 0,
-            domid,
-            _pad0: [0; 3],
-        };
+        let mut r = reservation(ptr_mut(extents), extents.len(), 0, domid);
         // Reads `xen_memory_reservation` (32 bytes), reads and rewrites at
         // most `extents.len()` u64s of `extents`.
         self.call_plain(nr::MEMORY_OP, [u64::from(XENMEM_POPULATE_PHYSMAP), ptr_mut(&mut r), 0, 0, 0])
@@ -965,14 +953,7 @@ impl<H: Hypercall> Hypercalls<H> {
     /// when memory or the domain's limit ran out). The guest then records
     /// each frame in the M2P (`MMU_MACHPHYS_UPDATE`) and in its p2m.
     pub fn increase_reservation(&self, extents: &mut [u64], order: u32) -> Result<u64, Errno> {
-        let mut r = XenMemoryReservation {
-            extent_start: ptr_mut(extents),
-            nr_extents: extents.len() as u64,
-            extent_order: order,
-            mem_flags: 0,
-            domid: DOMID_SELF,
-            _pad0: [0; 3],
-        };
+        let mut r = reservation(ptr_mut(extents), extents.len(), order, DOMID_SELF);
         // Reads `xen_memory_reservation` (32 bytes) and writes at most
         // `extents.len()` u64s into `extents`.
         self.call_plain(nr::MEMORY_OP, [u64::from(XENMEM_INCREASE_RESERVATION), ptr_mut(&mut r), 0, 0, 0])
@@ -989,14 +970,7 @@ impl<H: Hypercall> Hypercalls<H> {
     /// Nothing the kernel still uses lives in those frames: once released
     /// they are no longer the domain's memory.
     pub unsafe fn decrease_reservation(&self, extents: &[u64], order: u32) -> Result<u64, Errno> {
-        let r = XenMemoryReservation {
-            extent_start: extents.as_ptr() as u64,
-            nr_extents: extents.len() as u64,
-            extent_order: order,
-            mem_flags: 0,
-            domid: DOMID_SELF,
-            _pad0: [0; 3],
-        };
+        let r = reservation(extents.as_ptr() as u64, extents.len(), order, DOMID_SELF);
         // SAFETY: the hypervisor reads `xen_memory_reservation` (32 bytes)
         // and `extents.len()` u64s from `extents`; that the frames are
         // unused is the caller's promise.
@@ -1064,6 +1038,26 @@ impl<H: Hypercall> Hypercalls<H> {
         // SAFETY: the hypervisor reads and writes `*op` (136 bytes); the
         // memory behind its handles is the caller's promise.
         unsafe { self.call(nr::SYSCTL, [ptr_mut(op), 0, 0, 0, 0]) }
+    }
+}
+
+/// The `count` of a batch hypercall for `len` requests: `EINVAL` past
+/// `i32::MAX`, since Xen reads it as a signed int (`grant_table_op`) or
+/// takes its top bit as the continuation flag (`mmu_update`, `mmuext_op`).
+fn batch_count(len: usize) -> Result<u32, Errno> {
+    u32::try_from(len).ok().filter(|&c| c <= i32::MAX as u32).ok_or(Errno::EINVAL)
+}
+
+/// A `xen_memory_reservation` of `nr_extents` extents of `2^extent_order`
+/// pages for domain `domid`, their frame numbers at `extent_start`.
+fn reservation(extent_start: u64, nr_extents: usize, extent_order: u32, domid: u16) -> XenMemoryReservation {
+    XenMemoryReservation {
+        extent_start,
+        nr_extents: nr_extents as u64,
+        extent_order,
+        mem_flags: 0,
+        domid,
+        _pad0: [0; 3],
     }
 }
 
