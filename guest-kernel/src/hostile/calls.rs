@@ -5,7 +5,8 @@
 
 use super::lab::{
     batch_raw, data_frame, entry, ext_as, free, judge, judge_call, l1_index, m2p_run, m2p_va, m2p_window, make_ro,
-    make_rw, mapped, mm_err, mmu, mmu_as, reservation, uvm, Lab, Verdict, DATA_VA, LIST_VA, NO_SUCH_DOMAIN, TARGET_VA,
+    make_rw, mapped, mm_err, mmu, mmu_as, reservation, target_effect, uvm, Lab, Verdict, DATA_VA, LIST_VA,
+    NO_SUCH_DOMAIN, TARGET_VA,
 };
 use abi::hypercall::{
     MEMORY_OP, MMUEXT_OP, MMU_UPDATE, MULTICALL, SET_GDT, SET_TRAP_TABLE, UPDATE_DESCRIPTOR, UPDATE_VA_MAPPING,
@@ -91,6 +92,17 @@ pub fn mmu_update_misaligned_ptr(lab: &Lab) -> Result<Verdict, Msg> {
     })
 }
 
+/// The verdict on an attempt to map our frame `f` at [`TARGET_VA`] on
+/// behalf of a domain that does not exist; frees `f`.
+fn judge_nonexistent_domid(r: super::lab::Call, f: Frame) -> Result<Verdict, Msg> {
+    let effect = target_effect()?;
+    free(f)?;
+    Ok(match effect {
+        Some(e) => Verdict::Succeeded(e),
+        None => judge_call(r, "acted for a domain that does not exist"),
+    })
+}
+
 /// `mmu_update` whose `ptr` names a machine frame far beyond memory.
 pub fn mmu_update_huge_ptr(_: &Lab) -> Result<Verdict, Msg> {
     let r = mmu(&[MmuUpdate { ptr: 0xFFFF_FFFF_FFFF_F000 | MMU_NORMAL_PT_UPDATE, val: 0 }]);
@@ -102,15 +114,7 @@ pub fn mmu_update_huge_ptr(_: &Lab) -> Result<Verdict, Msg> {
 pub fn mmu_update_nonexistent_domid(lab: &Lab) -> Result<Verdict, Msg> {
     let f = data_frame()?;
     let r = mmu_as(&[pt_update(lab.l1, l1_index(TARGET_VA), leaf_entry(f.mfn, Prot::KERNEL_RW))], NO_SUCH_DOMAIN);
-    let effect = mapped(TARGET_VA)?.map(|e| {
-        let _ = uvm(TARGET_VA, 0);
-        msg!("mapped {e:#x}")
-    });
-    free(f)?;
-    Ok(match effect {
-        Some(e) => Verdict::Succeeded(e),
-        None => judge_call(r, "acted for a domain that does not exist"),
-    })
+    judge_nonexistent_domid(r, f)
 }
 
 /// `mmuext_op` pinning a frame of ours on behalf of a domain that does
@@ -314,10 +318,7 @@ pub fn multicall_map_m2p_rw(lab: &Lab) -> Result<Verdict, Msg> {
     // SAFETY: the one call must be refused; the hypervisor writes its
     // result into `call`.
     let r = unsafe { hv().call(MULTICALL, [&mut call as *mut MulticallEntry as u64, 1, 0, 0, 0]) };
-    let effect = mapped(TARGET_VA)?.map(|e| {
-        let _ = uvm(TARGET_VA, 0);
-        msg!("{TARGET_VA:#x} maps entry {e:#x}")
-    });
+    let effect = target_effect()?;
     let result = call.result as i64;
     Ok(match (effect, r) {
         (Some(e), _) => Verdict::Succeeded(e),
@@ -383,15 +384,7 @@ pub fn update_va_mapping_nonexistent_domid(_: &Lab) -> Result<Verdict, Msg> {
     // SAFETY: the mapping, if made, is of a frame of ours at the unused
     // TARGET_VA, undone below.
     let r = unsafe { hv().call(UPDATE_VA_MAPPING_OTHERDOMAIN, args) }.map_err(super::lab::errno);
-    let effect = mapped(TARGET_VA)?.map(|e| {
-        let _ = uvm(TARGET_VA, 0);
-        msg!("mapped {e:#x}")
-    });
-    free(f)?;
-    Ok(match effect {
-        Some(e) => Verdict::Succeeded(e),
-        None => judge_call(r, "acted for a domain that does not exist"),
-    })
+    judge_nonexistent_domid(r, f)
 }
 
 /// A batch of `i32::MAX` requests whose list starts with one harmless

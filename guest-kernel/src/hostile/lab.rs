@@ -227,6 +227,15 @@ pub fn mapped(va: u64) -> Result<Option<u64>, Msg> {
     mm::lookup_in(mm::kernel_space().root, va).map_err(|e| msg!("looking up {va:#x}: {e}"))
 }
 
+/// What an attack left mapped at [`TARGET_VA`], as its effect; unmapped
+/// again.
+pub fn target_effect() -> Result<Option<Msg>, Msg> {
+    Ok(mapped(TARGET_VA)?.map(|e| {
+        let _ = uvm(TARGET_VA, 0);
+        msg!("{TARGET_VA:#x} maps entry {e:#x}")
+    }))
+}
+
 /// What [`m2p_run`] reads for an entry whose read faulted.
 pub const FAULTED: u64 = 0xdead_fa17_dead_fa17;
 

@@ -4,8 +4,8 @@
 
 use super::lab::{
     bits, data_frame, entry, ext, fill, flush_tlb, free, info, judge, l1_index, m2p_va, m2p_window, mapped, mmu,
-    mmu_as, need, pin_cmd, readonly_frame, release_table, try_entry, uvm, Call, Lab, Verdict, FREE_L2_INDEX,
-    FREE_L3_INDEX, FREE_L4_SLOT, M2P_SLOT, TARGET_VA,
+    mmu_as, need, pin_cmd, readonly_frame, release_table, target_effect, try_entry, uvm, Call, Lab, Verdict,
+    FREE_L2_INDEX, FREE_L3_INDEX, FREE_L4_SLOT, M2P_SLOT, TARGET_VA,
 };
 use crate::probe;
 use abi::mm::{DOMID_SELF, DOMID_XEN};
@@ -31,11 +31,7 @@ fn try_map(lab: &Lab, val: u64, via: Via) -> Result<Verdict, Msg> {
         Via::UpdateVa => uvm(TARGET_VA, val),
         Via::MmuUpdate(dom) => mmu_as(&[pt_update(lab.l1, l1_index(TARGET_VA), val)], dom),
     };
-    let effect = mapped(TARGET_VA)?.map(|e| {
-        let _ = uvm(TARGET_VA, 0);
-        msg!("{TARGET_VA:#x} maps entry {e:#x}")
-    });
-    Ok(judge(r, effect))
+    Ok(judge(r, target_effect()?))
 }
 
 /// Tries to map one of our frames with `extra` bits set in the entry.
