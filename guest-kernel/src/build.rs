@@ -79,7 +79,7 @@ struct Env {
     /// The domain's kernel image: dom0's ramdisk.
     image: &'static [u8],
     /// Its command line: what follows `--` on ours.
-    cmdline: String,
+    cmdline: &'static str,
     memory_mib: u32,
     /// The `VIRQ_DOM_EXC` port, if the hypervisor offers that VIRQ.
     dom_exc: Option<u32>,
@@ -120,19 +120,13 @@ pub fn run(memory_mib: u64, count: u64) -> ! {
 /// Checks that this is the control domain, sets up memory, events and the
 /// builder's hypercalls, and finds the image.
 fn set_up(memory_mib: u64) -> Result<Env, String> {
-    let si = start_info();
-    if si.flags & (SIF_INITDOMAIN | SIF_PRIVILEGED) != SIF_INITDOMAIN | SIF_PRIVILEGED {
-        return Err(format!("not the initial, privileged domain (start_info.flags {:#x})", si.flags));
-    }
+    set_up_control_domain()?;
     let memory_mib = u32::try_from(memory_mib).map_err(|_| format!("memory_mib={memory_mib} is too large"))?;
-    mm::init().map_err(|e| format!("mm::init: {e}"))?;
-    event::init().map_err(|e| format!("event::init: {e}"))?;
     if time::now_ns() == 0 {
         return Err("no system time from the pvclock".to_string());
     }
     let image = ramdisk()?;
-    let cmdline = passed_on(&si.cmd_line).unwrap_or(b"");
-    let cmdline = core::str::from_utf8(cmdline).map_err(|_| "the command line after -- is not UTF-8".to_string())?;
+    let cmdline = domu_cmdline()?;
     let ops = Dom0Ops::new().map_err(|e| format!("the scratch page for foreign frames: {e}"))?;
     let dom_exc = match hv().evtchn_bind_virq(VIRQ_DOM_EXC, 0) {
         Ok(port) => Some(port),
@@ -141,7 +135,26 @@ fn set_up(memory_mib: u64) -> Result<Env, String> {
             None
         }
     };
-    Ok(Env { ops, image, cmdline: cmdline.to_string(), memory_mib, dom_exc })
+    Ok(Env { ops, image, cmdline, memory_mib, dom_exc })
+}
+
+/// Checks that this is the initial, privileged domain and sets up memory
+/// and events: what every workload of the control domain does first.
+pub(crate) fn set_up_control_domain() -> Result<(), String> {
+    let flags = start_info().flags;
+    if flags & (SIF_INITDOMAIN | SIF_PRIVILEGED) != SIF_INITDOMAIN | SIF_PRIVILEGED {
+        return Err(format!("not the initial, privileged domain (start_info.flags {flags:#x})"));
+    }
+    mm::init().map_err(|e| format!("mm::init: {e}"))?;
+    event::init().map_err(|e| format!("event::init: {e}"))?;
+    Ok(())
+}
+
+/// The command line for the domains: the text after `--` on ours (empty
+/// without it).
+pub(crate) fn domu_cmdline() -> Result<&'static str, String> {
+    let cmdline = passed_on(&start_info().cmd_line).unwrap_or(b"");
+    core::str::from_utf8(cmdline).map_err(|_| "the command line after -- is not UTF-8".to_string())
 }
 
 /// Dom0's ramdisk: `mod_len` bytes at `mod_start` (a virtual address, or a
@@ -169,22 +182,28 @@ pub(crate) fn ramdisk() -> Result<&'static [u8], String> {
     Ok(unsafe { core::slice::from_raw_parts(va as *const u8, len) })
 }
 
-/// One build, run and teardown.
-fn round(env: &mut Env, n: u64) -> Result<(), String> {
-    let before = ops::free_pages().map_err(|e| format!("physinfo: {e}"))?;
-    let config = DomainConfig {
-        name: format!("build-{n}"),
+/// A one-vCPU domain called `name` of `memory_mib` MiB, built from dom0's
+/// ramdisk with command line `cmdline`, destroyed whatever way it ends.
+pub(crate) fn ramdisk_config(name: String, memory_mib: u32, cmdline: &str) -> DomainConfig {
+    DomainConfig {
+        name,
         kernel: "dom0-ramdisk".to_string(),
-        memory_mib: env.memory_mib,
+        memory_mib,
         vcpus: 1,
-        cmdline: env.cmdline.clone(),
+        cmdline: cmdline.to_string(),
         weight: DEFAULT_WEIGHT,
         cap: 0,
         on_poweroff: Action::Destroy,
         on_reboot: Action::Destroy,
         on_crash: Action::Destroy,
         disk: None,
-    };
+    }
+}
+
+/// One build, run and teardown.
+fn round(env: &mut Env, n: u64) -> Result<(), String> {
+    let before = ops::free_pages().map_err(|e| format!("physinfo: {e}"))?;
+    let config = ramdisk_config(format!("build-{n}"), env.memory_mib, env.cmdline);
     let (start, start_ns) = (rdtsc(), time::now_ns());
     let built =
         builder::build(&mut env.ops, env.image, &config, &BuildOptions::default()).map_err(|e| e.to_string())?;

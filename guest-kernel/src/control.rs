@@ -35,24 +35,25 @@ use guest_kernel::println;
 use guest_kernel::runtime::{shutdown, start_info};
 use guest_kernel::text::{Escaped, Msg};
 
+use crate::build::ops::{free_pages, physinfo, Dom0Ops};
+
 fn domctl(op: &mut XenDomctl) -> Result<u64, Errno> {
     // SAFETY: none of the operations used here carries a guest handle, and
     // none acts on this domain except the ones checked to be refused.
     unsafe { hv().domctl(op) }
 }
 
-fn physinfo() -> Result<XenSysctlPhysinfo, Errno> {
-    let mut op = XenSysctl::physinfo();
-    // SAFETY: physinfo carries no guest handle.
-    unsafe { hv().sysctl(&mut op) }?;
-    Ok(op.u_physinfo())
+/// `domctl(createdomain)` of an empty domain with handle bytes `handle`, as
+/// a toolstack starts one: with id `id`, or any free id for 0.
+pub(crate) fn create_empty(id: u16, handle: u8) -> Result<u16, Errno> {
+    let cfg = XenDomctlCreatedomain { max_vcpus: 1, max_evtchn_port: 1023, handle: [handle; 16], ..Default::default() };
+    let mut op = XenDomctl::createdomain(id, &cfg);
+    domctl(&mut op)?;
+    Ok(op.domain)
 }
 
 fn create(handle: u8) -> Result<u16, Errno> {
-    let cfg = XenDomctlCreatedomain { max_vcpus: 1, max_evtchn_port: 1023, handle: [handle; 16], ..Default::default() };
-    let mut op = XenDomctl::createdomain(0, &cfg);
-    domctl(&mut op)?;
-    Ok(op.domain)
+    create_empty(0, handle)
 }
 
 fn info(dom: u16) -> Result<(u16, XenDomctlGetdomaininfo), Errno> {
@@ -159,7 +160,7 @@ fn give_memory(d: u16) -> Result<(), Msg> {
 }
 
 fn check_cycles(count: u64) -> Result<(), Msg> {
-    let before = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
+    let before = free_pages().map_err(|e| msg!("physinfo: {e:?}"))?;
     let mut ids = [false; 64];
     for n in 0..count {
         let d = create(n as u8).map_err(|e| msg!("cycle {n}: create: {e:?}"))?;
@@ -167,7 +168,7 @@ fn check_cycles(count: u64) -> Result<(), Msg> {
         give_memory(d).map_err(|e| msg!("cycle {n}: d{d}: {e}"))?;
         domctl(&mut XenDomctl::destroydomain(d)).map_err(|e| msg!("cycle {n}: destroy d{d}: {e:?}"))?;
     }
-    let after = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
+    let after = free_pages().map_err(|e| msg!("physinfo: {e:?}"))?;
     let distinct = ids.iter().filter(|&&b| b).count();
     println!("INFO cycles count={count} free_before={before} free_after={after} distinct_ids={distinct}");
     if after != before {
@@ -184,7 +185,7 @@ fn check_grants(_: u64) -> Result<(), Msg> {
     use abi::grant_table::*;
     mm::init().map_err(|e| msg!("mm::init: {e}"))?;
     mm::l1_table(GRANT_VA).map_err(|e| msg!("the scratch L1: {e}"))?;
-    let mut ops = crate::build::ops::Dom0Ops::new().map_err(|e| msg!("the foreign scratch page: {e}"))?;
+    let mut ops = Dom0Ops::new().map_err(|e| msg!("the foreign scratch page: {e}"))?;
     // Our own grant state (made on first use, kept for our life) first: a
     // map of a reference past our table makes it and maps nothing.
     let mut warm =
@@ -194,7 +195,7 @@ fn check_grants(_: u64) -> Result<(), Msg> {
     if warm[0].status != GNTST_BAD_GNTREF {
         return Err(msg!("map of reference 2^20: status {}", warm[0].status));
     }
-    let before = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
+    let before = free_pages().map_err(|e| msg!("physinfo: {e:?}"))?;
     let d = create(0x67).map_err(|e| msg!("create: {e:?}"))?;
     domctl(&mut XenDomctl::max_mem(d, 64)).map_err(|e| msg!("max_mem: {e:?}"))?;
     let mut mfns = [0u64, 1];
@@ -206,7 +207,7 @@ fn check_grants(_: u64) -> Result<(), Msg> {
     }
     // Its frame holds a pattern; its entry 3 grants the frame to us.
     let (frame, entry) = (mfns[0], u64::from(GTF_PERMIT_ACCESS) | mfns[0] << 32);
-    let write = |ops: &mut crate::build::ops::Dom0Ops, mfn: u64, at: usize, value: u64| {
+    let write = |ops: &mut Dom0Ops, mfn: u64, at: usize, value: u64| {
         ops.with_foreign_frame(d, mfn, |p| {
             // SAFETY: the foreign frame is mapped at `p` for the closure;
             // `at` < 512 keeps the u64 inside it.
@@ -235,7 +236,7 @@ fn check_grants(_: u64) -> Result<(), Msg> {
     domctl(&mut XenDomctl::destroydomain(d)).map_err(|e| msg!("destroy d{d}: {e:?}"))?;
     let after_destroy = read();
     let gone = !matches!(info(d), Ok((id, _)) if id == d);
-    let held = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
+    let held = free_pages().map_err(|e| msg!("physinfo: {e:?}"))?;
     let other = create(0x68).map_err(|e| msg!("create after destroy: {e:?}"));
     if let Ok(o) = other {
         let _ = domctl(&mut XenDomctl::destroydomain(o));
@@ -243,11 +244,11 @@ fn check_grants(_: u64) -> Result<(), Msg> {
     let mut un = [GnttabUnmapGrantRef { host_addr: GRANT_VA, handle: op[0].handle, ..Default::default() }];
     // SAFETY: nothing references the page at GRANT_VA.
     unsafe { hv().gnttab_unmap_grant_ref(&mut un) }.map_err(|e| msg!("unmap_grant_ref: {e:?}"))?;
-    let after = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
+    let after = free_pages().map_err(|e| msg!("physinfo: {e:?}"))?;
     // Its id can be given out again.
-    let again = create_as(d).map_err(|e| msg!("create d{d} again: {e:?}"))?;
+    let again = create_empty(d, 0).map_err(|e| msg!("create d{d} again: {e:?}"))?;
     domctl(&mut XenDomctl::destroydomain(again)).map_err(|e| msg!("destroy d{again}: {e:?}"))?;
-    let last = physinfo().map_err(|e| msg!("physinfo: {e:?}"))?.free_pages;
+    let last = free_pages().map_err(|e| msg!("physinfo: {e:?}"))?;
     println!(
         "INFO grants d{d} free_before={before} while_mapped={held} after_unmap={after} other_id={other:?} unmap_status={}",
         un[0].status
@@ -262,14 +263,6 @@ fn check_grants(_: u64) -> Result<(), Msg> {
         return Err(msg!("unmap status {}, then {} frames not returned", un[0].status, before.abs_diff(after)));
     }
     Ok(())
-}
-
-/// Creates a domain with id `id`.
-fn create_as(id: u16) -> Result<u16, Errno> {
-    let cfg = XenDomctlCreatedomain { max_vcpus: 1, max_evtchn_port: 1023, ..Default::default() };
-    let mut op = XenDomctl::createdomain(id, &cfg);
-    domctl(&mut op)?;
-    Ok(op.domain)
 }
 
 /// Runs the checks and powers off (crashes if one failed).

@@ -38,19 +38,18 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use abi::domctl::{XenDomctl, XenDomctlCreatedomain, XEN_DOMINF_BLOCKED, XEN_DOMINF_DYING, XEN_DOMINF_SHUTDOWN};
+use abi::domctl::{XenDomctl, XEN_DOMINF_BLOCKED, XEN_DOMINF_DYING, XEN_DOMINF_SHUTDOWN};
 use abi::errno::Errno;
 use abi::sched::ShutdownReason;
-use abi::start_info::{SIF_INITDOMAIN, SIF_PRIVILEGED};
-use guest_kernel::cmdline::passed_on;
 use guest_kernel::hypercall::hv;
-use guest_kernel::runtime::{shutdown, start_info};
+use guest_kernel::println;
+use guest_kernel::runtime::shutdown;
 use guest_kernel::time::{self, rdtsc, NS_PER_MS};
-use guest_kernel::{event, mm, println};
 use toolstack::builder::{self, BuildOptions, DomId};
-use toolstack::config::{Action, DomainConfig, DEFAULT_WEIGHT};
 
 use crate::build::ops::{self, Dom0Ops};
+use crate::build::{domu_cmdline, ramdisk, ramdisk_config, set_up_control_domain};
+use crate::control::create_empty;
 
 /// Longest wait for every domain to have run and blocked, in ms of
 /// system time.
@@ -69,16 +68,10 @@ pub fn run(memory_mib: u64, count: u64) -> ! {
 }
 
 fn many(memory_mib: u64, count: u64) -> Result<(), String> {
-    let si = start_info();
-    if si.flags & (SIF_INITDOMAIN | SIF_PRIVILEGED) != SIF_INITDOMAIN | SIF_PRIVILEGED {
-        return Err(format!("not the initial, privileged domain (start_info.flags {:#x})", si.flags));
-    }
+    set_up_control_domain()?;
     let memory_mib = u32::try_from(memory_mib).map_err(|_| format!("memory_mib={memory_mib} is too large"))?;
-    mm::init().map_err(|e| format!("mm::init: {e}"))?;
-    event::init().map_err(|e| format!("event::init: {e}"))?;
-    let image = crate::build::ramdisk()?;
-    let cmdline = passed_on(&si.cmd_line).unwrap_or(b"");
-    let cmdline = core::str::from_utf8(cmdline).map_err(|_| "the command line after -- is not UTF-8".to_string())?;
+    let image = ramdisk()?;
+    let cmdline = domu_cmdline()?;
     let mut ops = Dom0Ops::new().map_err(|e| format!("the scratch page for foreign frames: {e}"))?;
     let free = || ops::free_pages().map_err(|e| format!("physinfo: {e}"));
     let free_before = free()?;
@@ -89,19 +82,7 @@ fn many(memory_mib: u64, count: u64) -> Result<(), String> {
     let mut failed = None;
     for k in 1..=count {
         let before = free()?;
-        let config = DomainConfig {
-            name: format!("many-{k}"),
-            kernel: "dom0-ramdisk".to_string(),
-            memory_mib,
-            vcpus: 1,
-            cmdline: cmdline.to_string(),
-            weight: DEFAULT_WEIGHT,
-            cap: 0,
-            on_poweroff: Action::Destroy,
-            on_reboot: Action::Destroy,
-            on_crash: Action::Destroy,
-            disk: None,
-        };
+        let config = ramdisk_config(format!("many-{k}"), memory_mib, cmdline);
         let start = rdtsc();
         let built = builder::build(&mut ops, image, &config, &BuildOptions::default())
             .map_err(|e| e.to_string())
@@ -182,15 +163,6 @@ fn many(memory_mib: u64, count: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// `domctl(createdomain)` of an empty domain, as a toolstack starts one.
-fn create_empty() -> Result<DomId, Errno> {
-    let cfg = XenDomctlCreatedomain { max_vcpus: 1, max_evtchn_port: 1023, ..Default::default() };
-    let mut op = XenDomctl::createdomain(0, &cfg);
-    // SAFETY: createdomain carries no guest handle and creates another domain.
-    unsafe { hv().domctl(&mut op) }?;
-    Ok(op.domain)
-}
-
 /// With memory nearly gone: `createdomain` until the hypervisor refuses,
 /// which must be `-ENOMEM`; a `populate_physmap` beyond the free memory,
 /// which must stop short; and every frame back once they are destroyed.
@@ -199,7 +171,7 @@ fn exhaust() -> Result<(), String> {
     let before = free()?;
     let mut extra: Vec<DomId> = Vec::new();
     let refused = loop {
-        match create_empty() {
+        match create_empty(0, 0) {
             Ok(d) => extra.push(d),
             Err(e) => break e,
         }

@@ -102,8 +102,6 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use abi::domctl::{XEN_DOMINF_DYING, XEN_DOMINF_SHUTDOWN};
 use abi::sched::{ShutdownReason, VIRQ_DOM_EXC};
-use abi::start_info::{SIF_INITDOMAIN, SIF_PRIVILEGED};
-use abi::sysctl::XenSysctl;
 use abi::Errno;
 use guest_kernel::cmdline::passed_on;
 use guest_kernel::console::write_bytes;
@@ -113,15 +111,15 @@ use guest_kernel::lineedit::{Input, LineEditor};
 use guest_kernel::runtime::{shutdown, start_info};
 use guest_kernel::time::{self, NS_PER_MS};
 use guest_kernel::uart::{Uart, COM2};
-use guest_kernel::{console, mm, print, println};
+use guest_kernel::{console, print, println};
 use toolstack::builder::DomId;
 use toolstack::command::{self, Command, DomainRef, Verb, DEFAULT_KERNEL};
 use toolstack::conring::{GuestLines, Reprints};
-use toolstack::ctlport::{self, Line, LineReader, Upload};
+use toolstack::ctlport::{self, Line, LineReader, Upload, DETACH};
 use toolstack::status::{ListRow, LIST_HEADER};
 
 use crate::build::ops::{self, Dom0Ops};
-use crate::build::ramdisk;
+use crate::build::{ramdisk, set_up_control_domain};
 use domains::Domains;
 use images::Images;
 
@@ -129,8 +127,6 @@ use images::Images;
 pub const PROMPT: &str = "dom0> ";
 /// Sleep between two empty reads of the console, in ms.
 pub const IDLE_MS: u64 = 10;
-/// Ctrl-]: detaches from a domain's console.
-pub const DETACH: u8 = 0x1d;
 /// Quiet polls (of [`IDLE_MS`]) after which a detaching PV console stops
 /// waiting for the domain's answer to its input.
 pub const LINGER_QUIET: u32 = 30;
@@ -258,12 +254,7 @@ impl Shell {
     /// Checks that this is the control domain and sets up memory, events,
     /// the timer, the builder's hypercalls and `VIRQ_DOM_EXC`.
     fn set_up() -> Result<Shell, String> {
-        let si = start_info();
-        if si.flags & (SIF_INITDOMAIN | SIF_PRIVILEGED) != SIF_INITDOMAIN | SIF_PRIVILEGED {
-            return Err(format!("not the initial, privileged domain (start_info.flags {:#x})", si.flags));
-        }
-        mm::init().map_err(|e| format!("mm::init: {e}"))?;
-        event::init().map_err(|e| format!("event::init: {e}"))?;
+        set_up_control_domain()?;
         time::timer_port().map_err(|e| format!("VIRQ_TIMER: {e}"))?;
         let images = Images::new(ramdisk()?);
         let control = match Uart::open(COM2) {
@@ -602,10 +593,7 @@ impl Shell {
     }
 
     fn info(&self) -> Result<(), String> {
-        let mut op = XenSysctl::physinfo();
-        // SAFETY: physinfo carries no guest handle.
-        unsafe { hv().sysctl(&mut op) }.map_err(|e| format!("info: physinfo: {e}"))?;
-        let p = op.u_physinfo();
+        let p = ops::physinfo().map_err(|e| format!("info: physinfo: {e}"))?;
         let domains = domains::all().map_err(|e| format!("info: getdomaininfo: {e}"))?.len();
         println!("total_memory : {} MiB", p.total_pages / 256);
         println!("free_memory  : {} MiB", p.free_pages / 256);

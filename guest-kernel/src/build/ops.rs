@@ -57,7 +57,7 @@ use abi::domctl::{
 use abi::guest::BatchError;
 use abi::mm::{MmuUpdate, MmuextOp, DOMID_FIRST_RESERVED, MMUEXT_PIN_L4_TABLE, MMU_MACHPHYS_UPDATE, UVMF_INVLPG};
 use abi::start_info::SIF_INITDOMAIN;
-use abi::sysctl::XenSysctl;
+use abi::sysctl::{XenSysctl, XenSysctlPhysinfo};
 use abi::Errno;
 use guest_kernel::hypercall::hv;
 use guest_kernel::layout::{PAGE_SIZE, SCRATCH_BASE};
@@ -161,12 +161,17 @@ fn domctl_other(op: &mut XenDomctl) -> Result<(), Errno> {
     unsafe { hv().domctl(op) }.map(drop)
 }
 
-/// `sysctl(XEN_SYSCTL_physinfo).free_pages`.
-pub fn free_pages() -> Result<u64, Errno> {
+/// `sysctl(XEN_SYSCTL_physinfo)`: the machine's memory and CPUs.
+pub fn physinfo() -> Result<XenSysctlPhysinfo, Errno> {
     let mut op = XenSysctl::physinfo();
     // SAFETY: physinfo carries no guest handle.
     unsafe { hv().sysctl(&mut op) }?;
-    Ok(op.u_physinfo().free_pages)
+    Ok(op.u_physinfo())
+}
+
+/// `sysctl(XEN_SYSCTL_physinfo).free_pages`.
+pub fn free_pages() -> Result<u64, Errno> {
+    Ok(physinfo()?.free_pages)
 }
 
 /// `domctl(getdomaininfo)` for exactly `domid`: `None` if it no longer
