@@ -72,7 +72,10 @@ pub fn start(dom0: bool) -> ! {
     HAVE_DOM0.store(dom0, Ordering::Relaxed);
     let mut regs = Regs::default();
     schedule(&mut regs, true);
-    deliver_upcall(&mut regs);
+    let next = deliver_upcall(&mut regs);
+    if next != Next::Resume {
+        after(&mut regs, CURRENT.load(Ordering::Relaxed) as DomId, next);
+    }
     let cur = CURRENT.load(Ordering::Relaxed);
     log::info!("d{cur}: starting at rip {:#x}", regs.rip);
     traps::resume_guest(&regs)
@@ -630,8 +633,20 @@ fn report_crash(dom: DomId, c: trap::Crash) -> Next {
 }
 
 /// Everything after the running domain's part: wakeups, timers, the
-/// scheduler, and a due upcall.
-fn after(regs: &mut Regs, cur: DomId, next: Next) {
+/// scheduler, and a due upcall. The vCPU switched to may crash on the way
+/// back to it (taking its upcall, or resuming at a non-canonical `rip`),
+/// and the next one too: each is handled in turn, in a loop, so however
+/// many domains crash in a row the hypervisor stack does not grow.
+fn after(regs: &mut Regs, mut cur: DomId, mut next: Next) {
+    while let Some(follow_up) = settle(regs, cur, next) {
+        (cur, next) = follow_up;
+    }
+}
+
+/// One round of [`after`]: acts on `next` for domain `cur`, then on every
+/// domain. Returns the domain now on the CPU and what it needs if it
+/// cannot be resumed.
+fn settle(regs: &mut Regs, cur: DomId, next: Next) -> Option<(DomId, Next)> {
     let mut resched = false;
     match next {
         Next::Resume => {}
@@ -657,20 +672,22 @@ fn after(regs: &mut Regs, cur: DomId, next: Next) {
     resched |= wake_signalled();
     if RESCHEDULE.swap(false, Ordering::Relaxed) {
         resched = true;
-        // One entry at a time: a copy of the table would be 4 KiB of stack.
-        for dom in 0..domains::MAX_DOMAINS as DomId {
-            let asked = REMOTE_STOPS.lock()[usize::from(dom)].take();
-            if let Some(reason) = asked {
-                log::info!("d{dom}: shut down by the control domain ({reason:?})");
-                stop_domain(dom, Stopped::Shutdown(reason));
-            }
+        // One request at a time: stopping a domain takes other locks.
+        let mut from = 0;
+        while let Some((dom, reason)) = take_remote_stop(from) {
+            log::info!("d{dom}: shut down by the control domain ({reason:?})");
+            stop_domain(dom, Stopped::Shutdown(reason));
+            from = usize::from(dom) + 1;
         }
     }
     if resched || TIMERS_CHANGED.load(Ordering::Relaxed) {
         schedule(regs, resched);
         // The vCPU now on the CPU may be another, or have been woken by an
         // event: `handle` delivered the running one's upcall before this.
-        deliver_upcall(regs);
+        let delivered = deliver_upcall(regs);
+        if delivered != Next::Resume {
+            return Some((CURRENT.load(Ordering::Relaxed) as DomId, delivered));
+        }
     }
     // The one way back to a guest is `iretq`, which faults in the
     // hypervisor on a non-canonical `rip`. Handlers validate every address
@@ -679,8 +696,16 @@ fn after(regs: &mut Regs, cur: DomId, next: Next) {
     if !hv::layout::is_canonical(regs.rip) {
         let now = CURRENT.load(Ordering::Relaxed) as DomId;
         log::error!("d{now}: crashed at rip {:#x}: resumed at a non-canonical rip", regs.rip);
-        after(regs, now, Next::Stopped(Stopped::Crashed));
+        return Some((now, Next::Stopped(Stopped::Crashed)));
     }
+    None
+}
+
+/// Takes the first remote shutdown asked for a domain at or above `from`.
+fn take_remote_stop(from: usize) -> Option<(DomId, ShutdownReason)> {
+    let mut asked = REMOTE_STOPS.lock();
+    let (dom, reason) = asked.iter_mut().enumerate().skip(from).find_map(|(d, r)| Some((d, r.take()?)))?;
+    Some((dom as DomId, reason))
 }
 
 /// Runs `op` on the scheduler; `false` if there is none.
@@ -756,28 +781,29 @@ fn wake_signalled() -> bool {
 /// preempt.
 fn fire_timers(now: u64) -> bool {
     let mut preempt = false;
-    for dom in 0..domains::MAX_DOMAINS {
-        let (shot, poll) = {
-            let mut timers = TIMERS.lock();
-            let t = &mut timers[dom];
-            let shot = t.singleshot.is_some_and(|d| d <= now);
-            let poll = t.poll.is_some_and(|d| d <= now);
-            if shot {
-                t.singleshot = None;
-            }
-            if poll {
-                t.poll = None;
-            }
-            (shot, poll)
-        };
+    let mut from = 0;
+    // One due domain at a time: acting on it takes other locks.
+    while let Some((dom, shot, poll)) = take_due_timers(now, from) {
         if shot {
-            raise_virq(dom as DomId, VIRQ_TIMER);
+            raise_virq(dom, VIRQ_TIMER);
         }
         if poll {
-            preempt |= wake_for(dom as DomId, None);
+            preempt |= wake_for(dom, None);
         }
+        from = usize::from(dom) + 1;
     }
     preempt
+}
+
+/// Stops the timers due by `now` of the first domain at or above `from`
+/// that has any: `(domain, single-shot fired, poll timed out)`.
+fn take_due_timers(now: u64, from: usize) -> Option<(DomId, bool, bool)> {
+    let mut timers = TIMERS.lock();
+    timers.iter_mut().enumerate().skip(from).find_map(|(dom, t)| {
+        let shot = t.singleshot.take_if(|d| *d <= now).is_some();
+        let poll = t.poll.take_if(|d| *d <= now).is_some();
+        (shot || poll).then_some((dom as DomId, shot, poll))
+    })
 }
 
 /// Raises `virq` in `dom` (queueing the wakeup).
@@ -902,17 +928,16 @@ fn switch_to(regs: &mut Regs, to: DomId) {
     CURRENT.store(u32::from(to), Ordering::Relaxed);
 }
 
-/// Delivers a due event upcall to the running vCPU.
-fn deliver_upcall(regs: &mut Regs) {
+/// Delivers a due event upcall to the running vCPU (if any): what that
+/// leads to for it.
+fn deliver_upcall(regs: &mut Regs) -> Next {
     let cur = CURRENT.load(Ordering::Relaxed);
-    let Some(lock) = DomId::try_from(cur).ok().and_then(|d| DOMAINS.get(usize::from(d))) else { return };
+    let Some(lock) = DomId::try_from(cur).ok().and_then(|d| DOMAINS.get(usize::from(d))) else { return Next::Resume };
     let next = match lock.lock().as_mut() {
         Some(slot) => upcall(regs, slot),
-        None => return,
+        None => Next::Resume,
     };
-    if next != Next::Resume {
-        after(regs, cur as DomId, next);
-    }
+    next
 }
 
 /// Takes domain `dom` out of service: out of the scheduler, its timers
