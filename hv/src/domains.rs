@@ -251,8 +251,9 @@ impl event::Domains for AllEvents<'_> {
         self.table.get(usize::from(dom)).is_some_and(|s| s.live && s.privileged)
     }
 
-    fn is_paused_by_controller(&self, _dom: DomId) -> bool {
-        // There is no controller pause until the toolstack exists.
-        false
+    fn is_paused_by_controller(&self, dom: DomId) -> bool {
+        // The scheduler's pauses are the controller's: `domctl`'s
+        // pausedomain, and the pause a created domain starts with.
+        SCHED.lock().as_ref().is_some_and(|s| s.is_paused(dom) == Ok(true))
     }
 }
