@@ -303,6 +303,13 @@ mod tests {
         assert_eq!(w.domain.vcpu.fs_base, 0x7000_0000);
     }
 
+    /// Puts `c` where the hypercall page's `iret` leaves it (at `rsp`) and
+    /// calls `iret`.
+    fn call_iret(w: &mut World, c: &IretContext) -> Action {
+        guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), c).unwrap();
+        w.call(nr::IRET, &[])
+    }
+
     #[test]
     fn iret_restores_the_context() {
         let mut w = World::new(false);
@@ -317,8 +324,7 @@ mod tests {
             rsp: MEM_BASE + 0x4000,
             ss: 0xe02b,
         };
-        guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), &c).unwrap();
-        assert_eq!(w.call(nr::IRET, &[]), Action::Resume);
+        assert_eq!(call_iret(&mut w, &c), Action::Resume);
         let r = w.regs;
         assert_eq!((r.rax, r.r11, r.rcx, r.rip, r.rsp), (7, 0x11, 0xcc, 0xffff_ffff_8000_5000, MEM_BASE + 0x4000));
         assert_eq!((r.cs, r.ss), (0xe033, 0xe02b));
@@ -338,8 +344,7 @@ mod tests {
             (IretContext { cs: 0xe033, ..good }, "no user page tables"),
         ] {
             let mut w = World::new(false);
-            guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), &c).unwrap();
-            let a = w.call(nr::IRET, &[]);
+            let a = call_iret(&mut w, &c);
             assert!(matches!(a, Action::Crash(m) if m.contains(why)), "{c:?}: {a:?}");
         }
         let mut w = World::new(false);
@@ -368,9 +373,8 @@ mod tests {
             rsp: MEM_BASE + 0x4008,
             ss: 0xe02b,
         };
-        guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), &c).unwrap();
         w.vinfo.evtchn_upcall_mask = 1;
-        assert_eq!(w.call(nr::IRET, &[]), Action::Resume);
+        assert_eq!(call_iret(&mut w, &c), Action::Resume);
         let r = w.regs;
         assert_eq!((r.rip, r.cs, r.ss, r.rax), (FAILSAFE_CB, GUEST_CS64, GUEST_SS, 7));
         assert_eq!(r.rsp, MEM_BASE + 0x4000 - 88, "on the stack iret would have returned to");
@@ -408,8 +412,7 @@ mod tests {
             ss: 0xe02b,
             ..IretContext::default()
         };
-        guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), &c).unwrap();
-        assert_eq!(w.call(nr::IRET, &[]), Action::Resume);
+        assert_eq!(call_iret(&mut w, &c), Action::Resume);
         assert!(w.domain.vcpu.kernel_mode);
         assert_eq!(w.platform.mode_switches, [0x77_7000, 0x55_5000], "into user mode, and back for the callback");
         assert_eq!((w.regs.rip, w.regs.rsp), (FAILSAFE_CB, MEM_BASE + 0x6000 - 88));
@@ -424,8 +427,7 @@ mod tests {
         w.domain.vcpu.failsafe_callback = Callback { address: FAILSAFE_CB, mask_events: false };
         let c =
             IretContext { rip: 0x1000, cs: 0xe008, rsp: 0xffff_8800_0000_0000, ss: 0xe02b, ..IretContext::default() };
-        guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), &c).unwrap();
-        assert_eq!(w.call(nr::IRET, &[]), Action::Crash("guest kernel stack is not writable"));
+        assert_eq!(call_iret(&mut w, &c), Action::Crash("guest kernel stack is not writable"));
     }
 
     #[test]
@@ -433,8 +435,7 @@ mod tests {
         let mut w = World::new(false);
         w.domain.vcpu.user_table = Some(0x777);
         let c = IretContext { rip: 0x40_0000, cs: 0xe033, rsp: 0x7000_0000, ss: 0xe02b, ..IretContext::default() };
-        guest::write_obj(&mut w.mem, GuestPtr(w.regs.rsp), &c).unwrap();
-        assert_eq!(w.call(nr::IRET, &[]), Action::Resume);
+        assert_eq!(call_iret(&mut w, &c), Action::Resume);
         assert!(!w.domain.vcpu.kernel_mode);
         assert_eq!(w.platform.mode_switches, [0x77_7000]);
         assert_eq!((w.regs.rip, w.regs.cs, w.regs.rsp), (0x40_0000, 0xe033, 0x7000_0000));

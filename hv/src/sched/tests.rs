@@ -350,15 +350,24 @@ fn waking_often_cannot_buy_more_than_a_share() {
     assert!(cpu >= 0.5 * 0.95);
 }
 
-#[test]
-fn pauses_nest() {
+/// A scheduler with `vcpus` added and online, each domain added once
+/// (before its first vCPU).
+fn online(vcpus: &[VcpuId]) -> Sched {
     let mut s = Sched::new();
-    let (a, b) = (VcpuId::new(1, 0), VcpuId::new(2, 0));
-    for v in [a, b] {
-        s.add_domain(v.dom).unwrap();
+    for (i, &v) in vcpus.iter().enumerate() {
+        if vcpus[..i].iter().all(|u| u.dom != v.dom) {
+            s.add_domain(v.dom).unwrap();
+        }
         s.add_vcpu(v).unwrap();
         s.up(v).unwrap();
     }
+    s
+}
+
+#[test]
+fn pauses_nest() {
+    let (a, b) = (VcpuId::new(1, 0), VcpuId::new(2, 0));
+    let mut s = online(&[a, b]);
     let mut now = 0;
     let mut run = |s: &mut Sched, periods: u64| {
         let mut seen = Vec::new();
@@ -415,13 +424,8 @@ fn nothing_runnable_means_halt() {
 
 #[test]
 fn yield_gives_way_for_one_decision() {
-    let mut s = Sched::new();
     let (a, b) = (VcpuId::new(1, 0), VcpuId::new(2, 0));
-    for v in [a, b] {
-        s.add_domain(v.dom).unwrap();
-        s.add_vcpu(v).unwrap();
-        s.up(v).unwrap();
-    }
+    let mut s = online(&[a, b]);
     let first = s.schedule(0).next.unwrap();
     let other = if first == a { b } else { a };
     assert_eq!(s.yield_(first), Ok(true));
@@ -435,13 +439,8 @@ fn yield_gives_way_for_one_decision() {
 
 #[test]
 fn a_running_vcpu_keeps_its_slice() {
-    let mut s = Sched::new();
     let (a, b) = (VcpuId::new(1, 0), VcpuId::new(2, 0));
-    for v in [a, b] {
-        s.add_domain(v.dom).unwrap();
-        s.add_vcpu(v).unwrap();
-        s.up(v).unwrap();
-    }
+    let mut s = online(&[a, b]);
     // No credit yet: both Over. The first keeps the CPU to the end of its
     // slice however often it is asked.
     let first = s.schedule(0);
@@ -454,13 +453,8 @@ fn a_running_vcpu_keeps_its_slice() {
 
 #[test]
 fn credit_is_bounded_while_blocked_and_after_long_gaps() {
-    let mut s = Sched::new();
     let (a, b) = (VcpuId::new(1, 0), VcpuId::new(2, 0));
-    for v in [a, b] {
-        s.add_domain(v.dom).unwrap();
-        s.add_vcpu(v).unwrap();
-        s.up(v).unwrap();
-    }
+    let mut s = online(&[a, b]);
     s.set_weight(2, 65535).unwrap();
     s.schedule(0);
     s.block(a).unwrap();
@@ -537,13 +531,8 @@ fn run_cpu_bound(s: &mut Sched, now: &mut u64, duration: u64, vcpus: &[VcpuId]) 
 
 #[test]
 fn a_domains_weight_is_shared_by_its_vcpus() {
-    let mut s = Sched::new();
     let vcpus = [VcpuId::new(1, 0), VcpuId::new(1, 1), VcpuId::new(1, 2), VcpuId::new(2, 0)];
-    for v in vcpus {
-        s.add_domain(v.dom).ok();
-        s.add_vcpu(v).unwrap();
-        s.up(v).unwrap();
-    }
+    let mut s = online(&vcpus);
     let mut now = 0;
     let cpu = run_cpu_bound(&mut s, &mut now, 30 * SEC, &vcpus);
     let share = |t: u64| t as f64 / now as f64;
