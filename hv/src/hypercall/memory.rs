@@ -154,7 +154,10 @@ fn memory_map(ctx: &mut Ctx<'_>, arg: GuestPtr) -> Result<u64, Errno> {
         return Err(Errno::EINVAL);
     }
     let mut entry = [0u8; E820_ENTRY_BYTES];
-    entry[8..16].copy_from_slice(&(ctx.domain.max_pages * PAGE_SIZE).to_le_bytes());
+    // The control domain sets the maximum from a count of KiB: it can
+    // exceed what a byte count holds.
+    let bytes = ctx.domain.max_pages.saturating_mul(PAGE_SIZE);
+    entry[8..16].copy_from_slice(&bytes.to_le_bytes());
     entry[16..20].copy_from_slice(&E820_RAM.to_le_bytes());
     guest::write(ctx.mem, GuestPtr(map.buffer), &entry).map_err(|_| Errno::EFAULT)?;
     map.nr_entries = 1;
@@ -230,6 +233,12 @@ mod tests {
         let e: [u8; 20] = guest::read_obj(&mut w.mem, GuestPtr(MEM_BASE + 0x40)).unwrap();
         assert_eq!(u64::from_le_bytes(e[8..16].try_into().unwrap()), 0x4000 * 4096);
         assert_eq!(u32::from_le_bytes(e[16..20].try_into().unwrap()), 1);
+        // A maximum beyond what bytes can count reports the most there is.
+        w.domain.max_pages = u64::MAX / 1024;
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &req).unwrap();
+        assert_eq!(op(&mut w, XENMEM_MEMORY_MAP, MEM_BASE), 0);
+        let e: [u8; 20] = guest::read_obj(&mut w.mem, GuestPtr(MEM_BASE + 0x40)).unwrap();
+        assert_eq!(u64::from_le_bytes(e[8..16].try_into().unwrap()), u64::MAX);
         let none = XenMemoryMap { nr_entries: 0, ..req };
         guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE), &none).unwrap();
         assert_eq!(op(&mut w, XENMEM_MEMORY_MAP, MEM_BASE), Errno::EINVAL.as_ret());
