@@ -109,11 +109,14 @@ static POLICY: SpinLock<Option<Policy>> = SpinLock::new(None);
 
 /// Runs `op` with the page-type engine, holding the frame table's lock.
 pub fn with_page_types<R>(op: impl FnOnce(&mut PageTypes<'_, '_, dyn GuestFrames>) -> R) -> R {
-    let policy = POLICY.lock().clone().expect("policy set before any guest exists");
+    // Borrowed, not copied: every page-table update passes here. Only
+    // `init_policy`, at boot, takes this lock otherwise.
+    let policy = POLICY.lock();
+    let policy = policy.as_ref().expect("policy set before any guest exists");
     let mut frames = FRAMES.lock();
     let table = frames.as_mut().expect("frame table set up at boot");
     let mem: &mut dyn GuestFrames = &mut DirectGuestFrames;
-    op(&mut PageTypes::new(table, mem, &policy))
+    op(&mut PageTypes::new(table, mem, policy))
 }
 
 /// Fixes the validation policy once the hypervisor's L4 slots are final
