@@ -709,7 +709,7 @@ pub fn map(p: &mut dyn Platform, caller: &Domain, req: &MapRequest) -> Result<Ma
             if pt.policy().nx {
                 entry |= pte::NX;
             }
-            let l1 = walk(pt, l4, va).filter(|&l1| is_l1_of(pt, l1, ldom))?;
+            let l1 = pt.l1_for(ldom, l4, va).filter(|&l1| is_l1_of(pt, l1, ldom))?;
             // The granter's frame is allowed for this one entry, which we
             // built: the engine still checks it is the granter's and takes
             // the references a mapping of it needs.
@@ -733,20 +733,6 @@ pub fn map(p: &mut dyn Platform, caller: &Domain, req: &MapRequest) -> Result<Ma
     // Reserved above, and nothing since can have taken it.
     let handle = lt.take_handle(p, &m).ok_or(GrantError::NoDeviceSpace)?;
     Ok(Mapped { handle, dev_bus_addr: mfn << 12 })
-}
-
-/// The table the L1 entry for `va` lives in, under the L4 `l4`, or `None`
-/// if a level is missing or a superpage.
-fn walk(pt: &mut PageTypes<'_, '_, dyn GuestFrames>, l4: Mfn, va: u64) -> Option<Mfn> {
-    let mut table = l4;
-    for level in [4, 3, 2] {
-        let e = pt.memory().entries(table)[index(va, level)];
-        if e & pte::P == 0 || e & pte::PS != 0 {
-            return None;
-        }
-        table = (e & pte::ADDR) >> 12;
-    }
-    Some(table)
 }
 
 /// Whether `l1` is a validated L1 table of `dom` (a walk through linear

@@ -8,15 +8,12 @@ use crate::guest::{self, GuestPtr};
 use crate::hypercall::testing::{World, MEM_BASE};
 use crate::hypercall::Platform;
 use crate::mm::pagetype::Level;
+use crate::testing::kernel_tree::{world, L1, VA};
 use abi::errno::Errno;
 use abi::hypercall::{GRANT_TABLE_OP, MMU_UPDATE, UPDATE_VA_MAPPING};
 
-/// Where the mapper maps grants: inside the fixture's L1.
-const VA: u64 = 0xffff_ffff_8020_3000;
-/// The mapper's tables: L4 16 → L3 17 → L2 18 → L1 19.
-const L4: Mfn = 16;
-const L1: Mfn = 19;
-/// Another address in the same L1.
+/// Another address in the fixture's L1 (the mapper maps grants at
+/// [`VA`] and here).
 const VA2: u64 = VA + 0x1000;
 /// The mapper.
 const MAPPER: DomId = 1;
@@ -27,21 +24,6 @@ const DATA: Mfn = 85;
 const DATA2: Mfn = 86;
 /// A frame of the mapper's own.
 const OWN: Mfn = 40;
-const TABLE: u64 = pte::P | pte::RW | pte::U | pte::A;
-
-/// Domain 1, its kernel base the fixture tree, validated.
-fn world() -> World {
-    let mut w = World::new(false);
-    let m = &mut w.platform.mem;
-    m.entries(L4)[index(VA, 4)] = (17 << 12) | TABLE;
-    m.entries(17)[index(VA, 3)] = (18 << 12) | TABLE;
-    m.entries(18)[index(VA, 2)] = (L1 << 12) | TABLE;
-    m.entries(L1);
-    let mut slot = None;
-    w.platform.page_types(&mut |pt| pt.new_baseptr(MAPPER, &mut slot, Some(L4)).expect("fixture validates"));
-    w.domain.vcpu.kernel_table = slot;
-    w
-}
 
 fn granter() -> Domain {
     Domain::new(GRANTER, false)

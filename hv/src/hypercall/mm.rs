@@ -8,9 +8,8 @@
 use super::{Action, Ctx};
 use crate::guest::{self, range_ok, GuestPtr, Pod};
 use crate::mm::frame::{DomId, FrameUse};
-use crate::mm::pagetable::{index, pte};
+use crate::mm::pagetable::index;
 use crate::mm::pagetype::{GuestFrames, Level, PageType, PageTypes, PtError};
-use crate::mm::Mfn;
 use abi::errno::Errno;
 use abi::mm::*;
 
@@ -29,19 +28,6 @@ fn with_engine<T>(
     out
 }
 
-/// The L1 table that maps `va` under the validated L4 `l4`.
-fn l1_for(pt: &mut PageTypes<'_, '_, dyn GuestFrames>, l4: Mfn, va: u64) -> Result<Mfn, Errno> {
-    let mut table = l4;
-    for level in [4, 3, 2] {
-        let entry = pt.memory().entries(table)[index(va, level)];
-        if entry & pte::P == 0 || entry & pte::PS != 0 {
-            return Err(Errno::EINVAL);
-        }
-        table = (entry & pte::ADDR) >> 12;
-    }
-    Ok(table)
-}
-
 /// `update_va_mapping(va, val, flags)`: rewrites the L1 entry that maps
 /// `va` in the current page tables (`-EINVAL` if there is none).
 pub(super) fn update_va_mapping(ctx: &mut Ctx<'_>, [va, val, flags, ..]: [u64; 5]) -> Action {
@@ -57,7 +43,7 @@ fn map_va(ctx: &mut Ctx<'_>, va: u64, val: u64, flags: u64, owner: DomId) -> Act
     };
     let dom = ctx.domain.id;
     let r = with_engine(ctx, Err(Errno::EINVAL), |pt| {
-        let l1 = l1_for(pt, l4, va)?;
+        let l1 = pt.l1_for(dom, l4, va).ok_or(Errno::EINVAL)?;
         pt.allow_foreign((owner != dom).then_some(owner));
         pt.mod_entry(dom, l1, index(va, 1), val, false).map(drop).map_err(PtError::errno)
     });
@@ -256,32 +242,14 @@ fn one_ext_op(ctx: &mut Ctx<'_>, owner: DomId, op: MmuextOp) -> Result<(), Errno
 #[cfg(test)]
 mod tests {
     use super::super::testing::{World, MEM_BASE, OTHER_FRAMES};
-    use super::super::Platform;
     use super::*;
+    use crate::mm::pagetable::pte;
+    use crate::mm::Mfn;
+    use crate::testing::kernel_tree::{world, L1, L2, L3, L4, VA};
     use abi::hypercall::{MMUEXT_OP, MMU_UPDATE, UPDATE_VA_MAPPING};
 
-    const VA: u64 = 0xffff_ffff_8020_3000;
-    /// The fixture's tables: L4 16 → L3 17 → L2 18 → L1 19 mapping VA's
-    /// 2 MiB; frames 20.. are plain pages.
-    const L4: Mfn = 16;
-    const L1: Mfn = 19;
+    /// Frames 20.. are plain pages.
     const PAGE: Mfn = 20;
-    const TABLE: u64 = pte::P | pte::RW | pte::U | pte::A;
-
-    /// A domain whose kernel base is the fixture tree, validated.
-    fn world() -> World {
-        let mut w = World::new(false);
-        let m = &mut w.platform.mem;
-        m.entries(L4)[index(VA, 4)] = (17 << 12) | TABLE;
-        m.entries(17)[index(VA, 3)] = (18 << 12) | TABLE;
-        m.entries(18)[index(VA, 2)] = (L1 << 12) | TABLE;
-        m.entries(L1);
-        let dom = w.domain.id;
-        let mut slot = None;
-        w.platform.page_types(&mut |pt| pt.new_baseptr(dom, &mut slot, Some(L4)).expect("fixture validates"));
-        w.domain.vcpu.kernel_table = slot;
-        w
-    }
 
     fn l1(w: &mut World) -> u64 {
         w.platform.mem.entries(L1)[index(VA, 1)]
@@ -318,7 +286,7 @@ mod tests {
     #[test]
     fn page_tables_never_become_writable() {
         let mut w = world();
-        for table in [L4, 17, 18, L1] {
+        for table in [L4, L3, L2, L1] {
             w.call(UPDATE_VA_MAPPING, &[VA, (table << 12) | pte::P | pte::RW, 0]);
             assert_eq!(w.ret(), Errno::EBUSY.as_ret(), "table {table}");
         }

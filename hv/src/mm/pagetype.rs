@@ -97,7 +97,7 @@
 //! entries read the same when the engine reads them again to undo.
 
 use super::frame::{DomId, FrameTable, FrameUse};
-use super::pagetable::pte;
+use super::pagetable::{index, pte};
 use super::Mfn;
 pub use crate::layout::RESERVED_L4_SLOTS;
 use crate::layout::{FIRST_RESERVED_L4_SLOT, LAST_RESERVED_L4_SLOT};
@@ -553,6 +553,25 @@ impl<'e, 'f, M: GuestFrames + ?Sized> PageTypes<'e, 'f, M> {
         }
         self.drop_entry(level, table, old);
         Ok(old)
+    }
+
+    /// The table holding the L1 entry that maps `va` under `dom`'s L4
+    /// `l4`, found by following present entries (Xen's `guest_map_l1e`):
+    /// `None` if a level is missing, a superpage, or not `dom`'s frame (a
+    /// walk through linear entries can reach the hypervisor's L4 slots,
+    /// whose tables are not read). What it finds may be a table of
+    /// another level, or not validated: the update that follows checks.
+    pub fn l1_for(&mut self, dom: DomId, l4: Mfn, va: u64) -> Option<Mfn> {
+        let mut table = l4;
+        for level in [4, 3, 2] {
+            self.owned_by(dom, table).ok()?;
+            let entry = self.mem.entries(table)[index(va, level)];
+            if entry & pte::P == 0 || entry & pte::PS != 0 {
+                return None;
+            }
+            table = target(entry);
+        }
+        Some(table)
     }
 
     /// Domain teardown: unpins every pinned frame of `dom`. The caller has
@@ -1221,6 +1240,29 @@ mod tests {
         e.mod_entry(D1, L1, 9, 0, false).unwrap();
         assert!(e.can_release(OTHER));
         e.allow_foreign(None);
+        e.unpin(D1, L4).unwrap();
+        assert!(all_released(&e));
+    }
+
+    /// The walk `update_va_mapping` and grant mappings use reads only the
+    /// domain's own frames, even through a linear entry that leads into
+    /// the hypervisor's L4 slots.
+    #[test]
+    fn the_walk_to_an_l1_stays_in_the_domains_frames() {
+        engine!(e);
+        build_tree(&mut e);
+        e.pin(D1, L4, Level::L4).unwrap();
+        assert_eq!(e.l1_for(D1, L4, 0x1000), Some(L1));
+        assert_eq!(e.l1_for(D1, L4, 1 << 39), None, "no L3 there");
+        assert_eq!(e.l1_for(D2, L4, 0x1000), None, "not domain 2's tables");
+        // L4 slot 5 names the L4 itself; through it, L4 slot 256 (the
+        // hypervisor's, naming frame HV) is read as an L3 entry. HV's
+        // entry 0 looks like a table, but HV is never read.
+        e.mod_entry(D1, L4, 5, ent(L4, P), false).unwrap();
+        poke(&mut e, HV, 0, ent(L1, PRW));
+        let va = (5 << 39) | ((FIRST_RESERVED_L4_SLOT as u64) << 30);
+        assert_eq!(e.l1_for(D1, L4, va), None);
+        e.mod_entry(D1, L4, 5, 0, false).unwrap();
         e.unpin(D1, L4).unwrap();
         assert!(all_released(&e));
     }
