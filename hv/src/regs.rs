@@ -93,6 +93,11 @@ impl Regs {
         [self.rdi, self.rsi, self.rdx, self.r10, self.r8]
     }
 
+    /// Sets the five hypercall arguments (a continuation's).
+    pub fn set_hypercall_args(&mut self, [a, b, c, d, e]: [u64; 5]) {
+        (self.rdi, self.rsi, self.rdx, self.r10, self.r8) = (a, b, c, d, e);
+    }
+
     /// General register number `n` (0 = rax … 15 = r15, the encoding's order).
     pub fn gpr_mut(&mut self, n: u8) -> &mut u64 {
         match n & 15 {

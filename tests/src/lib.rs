@@ -60,6 +60,7 @@ pub const SELFTEST_CHECKS: &[&str] = &[
     "pin_new_tree",
     "m2p_read",
     "mmu_update_done",
+    "long_batch",
     "decrease_increase",
     "heap",
     "user_syscall",

@@ -1023,3 +1023,22 @@ fn random_operations_keep_pins_flags_and_references_consistent() {
     assert_eq!(w.platform.frames.stats().hypervisor, stats.hypervisor);
     assert!(w.platform.grants.roots.is_empty());
 }
+
+#[test]
+fn a_long_batch_continues_and_every_op_gets_its_status() {
+    let mut w = world();
+    granted(&mut w, 0, DATA, 0);
+    let n = crate::hypercall::BATCH_BUDGET + 10;
+    let size = core::mem::size_of::<GnttabCopy>() as u64;
+    let mut op = copy_op(copy_ptr(512, GRANTER, 0), copy_ptr(OWN, DOMID_SELF, 0), 8, GNTCOPY_SOURCE_GREF);
+    op.status = 1;
+    for i in 0..n {
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE + i * size), &op).unwrap();
+    }
+    let (action, continued) = w.call_to_end(GRANT_TABLE_OP, &[GNTTABOP_COPY.into(), MEM_BASE, n]);
+    assert_eq!((action, continued), (crate::hypercall::Action::Return(Ok(0)), 1));
+    for i in 0..n {
+        let status = guest::read_obj::<GnttabCopy, _>(&mut w.mem, GuestPtr(MEM_BASE + i * size)).unwrap().status;
+        assert_eq!(status, GNTST_BAD_GNTREF, "op {i}");
+    }
+}

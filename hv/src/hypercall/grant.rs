@@ -15,9 +15,10 @@
 //! `count == 1` only (else `-EINVAL`); `set_version` ignores `count`.
 //! Every other command (`transfer`, `unmap_and_replace`, `dump_table`,
 //! the version-2 ones, `swap_grant_ref`, `cache_flush`) is `-ENOSYS`.
-//! There is no preemption: a batch runs to its end.
+//! A batch longer than [`BATCH_BUDGET`] continues after that many ops
+//! with `uop` and `count` moved on past them, as Xen's continuation does.
 
-use super::{Action, Ctx};
+use super::{Action, Ctx, BATCH_BUDGET};
 use crate::grant::{self, GrantError, MapRequest};
 use crate::guest::{self, range_ok, GuestPtr, Pod};
 use abi::errno::Errno;
@@ -53,39 +54,55 @@ pub(super) fn grant_table_op(ctx: &mut Ctx<'_>, [cmd, uop, count, ..]: [u64; 5])
     if count > i32::MAX as u32 || (cmd & !CMD_MASK != 0 && cmd & CMD_MASK != GNTTABOP_CACHE_FLUSH) {
         return Action::Return(Err(Errno::EINVAL));
     }
-    Action::Return(match cmd {
+    let done = match cmd {
         GNTTABOP_MAP_GRANT_REF => batch(ctx, uop, count, map_one),
         GNTTABOP_UNMAP_GRANT_REF => batch(ctx, uop, count, unmap_one),
         GNTTABOP_COPY => batch(ctx, uop, count, copy_one),
+        _ => return Action::Return(single(ctx, cmd, uop, count)),
+    };
+    match done {
+        Ok(Some(next)) => Action::Continue([cmd.into(), next.0, u64::from(count) - BATCH_BUDGET, 0, 0]),
+        Ok(None) => Action::Return(Ok(0)),
+        Err(e) => Action::Return(Err(e)),
+    }
+}
+
+/// The commands that are not batches.
+fn single(ctx: &mut Ctx<'_>, cmd: u32, uop: GuestPtr, count: u32) -> Result<u64, Errno> {
+    match cmd {
         GNTTABOP_SETUP_TABLE if count != 1 => Err(Errno::EINVAL),
         GNTTABOP_SETUP_TABLE => setup_table(ctx, uop),
         GNTTABOP_QUERY_SIZE if count != 1 => Err(Errno::EINVAL),
         GNTTABOP_QUERY_SIZE => query_size(ctx, uop),
         GNTTABOP_SET_VERSION => set_version(ctx, uop),
         _ => Err(Errno::ENOSYS),
-    })
+    }
 }
 
 /// Runs `count` ops of type `T` from `uop`, in order: each is read, run by
 /// `one` (which writes its result back, `Err` only if it cannot), and the
 /// batch stops with `-EFAULT` at the first op that cannot be read or
-/// written back.
+/// written back. After [`BATCH_BUDGET`] ops with more to come, returns
+/// where the rest starts.
 fn batch<T: Pod>(
     ctx: &mut Ctx<'_>,
     uop: GuestPtr,
     count: u32,
     one: fn(&mut Ctx<'_>, GuestPtr, T) -> Result<(), Errno>,
-) -> Result<u64, Errno> {
+) -> Result<Option<GuestPtr>, Errno> {
     let size = core::mem::size_of::<T>() as u64;
     if !range_ok(uop.0, u64::from(count) * size) {
         return Err(Errno::EFAULT);
     }
     for i in 0..u64::from(count) {
         let at = uop.add(i * size);
+        if i == BATCH_BUDGET {
+            return Ok(Some(at));
+        }
         let op: T = guest::read_obj(ctx.mem, at).map_err(|_| Errno::EFAULT)?;
         one(ctx, at, op)?;
     }
-    Ok(0)
+    Ok(None)
 }
 
 /// A `GNTST_*` status from an op's outcome.

@@ -5,7 +5,7 @@
 //! dropped, so a guest's page tables and descriptor pages are never
 //! writable by it and only ever reference its own frames.
 
-use super::{Action, Ctx};
+use super::{Action, Ctx, BATCH_BUDGET};
 use crate::guest::{self, range_ok, GuestPtr, Pod};
 use crate::mm::frame::{DomId, FrameUse};
 use crate::mm::pagetable::index;
@@ -87,29 +87,39 @@ fn pg_owner(ctx: &mut Ctx<'_>, foreigndom: u64) -> Result<DomId, Errno> {
 /// gets how many succeeded. `ptr & 7` selects the kind: a page-table entry
 /// at machine address `ptr` (normal, or keeping the hardware's A/D bits),
 /// or an M2P entry for machine frame `ptr >> 12`.
-pub(super) fn mmu_update(ctx: &mut Ctx<'_>, [reqs, count, done_ptr, foreigndom, ..]: [u64; 5]) -> Action {
-    batch(ctx, foreigndom, GuestPtr(reqs), count, done_ptr, one_update)
+pub(super) fn mmu_update(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Action {
+    batch(ctx, args, one_update)
 }
 
-/// Runs a batch of `count` requests of type `T` read one by one from
-/// `list`, in order, stopping at the first failure (an unreadable request
-/// is `-EFAULT`); `*done` gets how many succeeded.
+/// Set in a continued batch's `count`: the fifth argument holds the
+/// requests done by the entries before (Xen keeps that count in `*done`
+/// and flags `count` with `MMU_UPDATE_PREEMPTED` instead; a guest never
+/// sees either).
+const CONTINUED: u64 = 1 << 63;
+
+/// Runs a batch `(list, count, done_ptr, foreigndom)` of requests of type
+/// `T` read one by one from `list`, in order, stopping at the first
+/// failure (an unreadable request is `-EFAULT`); `*done` gets how many
+/// succeeded. After [`BATCH_BUDGET`] requests with more to come, the call
+/// continues ([`Action::Continue`]) from the next one.
 fn batch<T: Pod>(
     ctx: &mut Ctx<'_>,
-    foreigndom: u64,
-    list: GuestPtr,
-    count: u64,
-    done_ptr: u64,
+    [list, count, done_ptr, foreigndom, before]: [u64; 5],
     mut one: impl FnMut(&mut Ctx<'_>, DomId, T) -> Result<(), Errno>,
 ) -> Action {
     let owner = match pg_owner(ctx, foreigndom) {
         Ok(owner) => owner,
         Err(e) => return Action::Return(Err(e)),
     };
-    let size = core::mem::size_of::<T>() as u64;
+    let (count, before) = if count & CONTINUED != 0 { (count & !CONTINUED, before) } else { (count, 0) };
+    let (list, size) = (GuestPtr(list), core::mem::size_of::<T>() as u64);
     let mut done = 0u64;
     let mut result = Ok(0);
     while done < count {
+        if done == BATCH_BUDGET {
+            let next = list.add(done.wrapping_mul(size)).0;
+            return Action::Continue([next, (count - done) | CONTINUED, done_ptr, foreigndom, before + done]);
+        }
         let r = guest::read_obj::<T, _>(ctx.mem, list.add(done.wrapping_mul(size)))
             .map_err(|_| Errno::EFAULT)
             .and_then(|req| one(ctx, owner, req));
@@ -119,7 +129,7 @@ fn batch<T: Pod>(
         }
         done += 1;
     }
-    write_done(ctx, done_ptr, done);
+    write_done(ctx, done_ptr, before.wrapping_add(done));
     Action::Return(result)
 }
 
@@ -162,8 +172,8 @@ fn write_done(ctx: &mut Ctx<'_>, done_ptr: u64, done: u64) {
 /// order, stopping at the first failure; `*done` (if not null) gets how
 /// many succeeded. With one CPU, the `MULTI` and `ALL` flush variants are
 /// the local ones.
-pub(super) fn mmuext_op(ctx: &mut Ctx<'_>, [ops, count, done_ptr, foreigndom, ..]: [u64; 5]) -> Action {
-    batch(ctx, foreigndom, GuestPtr(ops), count, done_ptr, one_ext_op)
+pub(super) fn mmuext_op(ctx: &mut Ctx<'_>, args: [u64; 5]) -> Action {
+    batch(ctx, args, one_ext_op)
 }
 
 /// One `mmuext_op`. Pins and unpins are of `owner`'s tables (how a
@@ -305,6 +315,28 @@ mod tests {
             w.call(UPDATE_VA_MAPPING, &[va, (PAGE << 12) | pte::P, 0]);
             assert_eq!(w.ret(), Errno::EINVAL.as_ret(), "va {va:#x}");
         }
+    }
+
+    #[test]
+    fn long_batches_continue_and_count_every_request() {
+        let mut w = world();
+        let n = 3 * BATCH_BUDGET + 10;
+        let reqs: Vec<MmuUpdate> =
+            (0..n).map(|i| MmuUpdate { ptr: (PAGE << 12) | MMU_MACHPHYS_UPDATE, val: i }).collect();
+        for (i, r) in reqs.iter().enumerate() {
+            guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE + 16 * i as u64), r).unwrap();
+        }
+        let done = MEM_BASE + 0x8000;
+        let (action, continued) = w.call_to_end(MMU_UPDATE, &[MEM_BASE, n, done, DOMID_SELF.into()]);
+        assert_eq!((action, continued), (Action::Return(Ok(0)), 3));
+        assert_eq!(guest::read_obj::<u32, _>(&mut w.mem, GuestPtr(done)).unwrap(), n as u32);
+        assert_eq!(w.platform.m2p.get(&PAGE), Some(&(n - 1)), "all of them, in order");
+        // A failure after a continuation counts the requests of every entry.
+        let bad = MmuUpdate { ptr: (PAGE << 12) | 5, val: 0 };
+        guest::write_obj(&mut w.mem, GuestPtr(MEM_BASE + 16 * (BATCH_BUDGET + 3)), &bad).unwrap();
+        let (action, _) = w.call_to_end(MMU_UPDATE, &[MEM_BASE, n, done, DOMID_SELF.into()]);
+        assert_eq!(action, Action::Return(Err(Errno::ENOSYS)));
+        assert_eq!(guest::read_obj::<u32, _>(&mut w.mem, GuestPtr(done)).unwrap(), BATCH_BUDGET as u32 + 3);
     }
 
     #[test]

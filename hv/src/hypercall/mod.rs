@@ -265,7 +265,20 @@ pub enum Action {
     /// is pending, an upcall is due, or its deadline passes
     /// (`SCHEDOP_poll`); the call returns 0.
     Poll,
+    /// The call did a bounded part of its work ([`BATCH_BUDGET`]) and is
+    /// not finished: the caller re-enters it with these arguments (Xen's
+    /// hypercall continuation), so that no guest batch holds the CPU for
+    /// longer than one budget between two returns to the guest.
+    Continue([u64; 5]),
 }
+
+/// The most items (requests, ops, multicall entries) one entry into a
+/// batched hypercall handles before it continues ([`Action::Continue`]).
+pub const BATCH_BUDGET: u64 = 256;
+
+/// The length of the `syscall` instruction that made a hypercall: a
+/// continuation steps back over it to make the call again.
+pub const SYSCALL_LEN: u64 = 2;
 
 /// A handler: the context and the five raw arguments.
 pub type Handler = fn(&mut Ctx<'_>, [u64; 5]) -> Action;
@@ -348,6 +361,13 @@ pub fn complete(regs: &mut Regs, action: Action) -> Option<Action> {
             None
         }
         Action::Resume => None,
+        Action::Continue(args) => {
+            // The hypercall number stays in rax: the guest makes the same
+            // call again, from where this one stopped.
+            regs.set_hypercall_args(args);
+            regs.rip = regs.rip.wrapping_sub(SYSCALL_LEN);
+            None
+        }
         Action::Yield | Action::Block | Action::Poll => {
             regs.rax = 0;
             Some(action)
@@ -899,6 +919,21 @@ pub(crate) mod testing {
             action
         }
 
+        /// Makes the call, then makes it again after each continuation as
+        /// the guest would (the rewound `syscall` with the number still in
+        /// `rax`); the final action and how many times it continued.
+        pub fn call_to_end(&mut self, number: u64, args: &[u64]) -> (Action, u64) {
+            let mut action = self.call(number, args);
+            let mut continued = 0;
+            while let Action::Continue(_) = action {
+                continued += 1;
+                assert!(continued < 1 << 20, "a continuation that never ends");
+                let args = self.regs.hypercall_args();
+                action = self.call(self.regs.rax, &args);
+            }
+            (action, continued)
+        }
+
         /// The `rax` a plain return left, as a signed value.
         pub fn ret(&self) -> i64 {
             self.regs.rax as i64
@@ -940,6 +975,14 @@ mod tests {
             assert_eq!(complete(&mut regs, a), Some(a));
             assert_eq!(regs.rax, 0);
         }
+    }
+
+    #[test]
+    fn a_continuation_makes_the_same_call_again() {
+        let mut regs = Regs { rax: nr::MMU_UPDATE, rip: 0x1002, ..Regs::default() };
+        assert_eq!(complete(&mut regs, Action::Continue([1, 2, 3, 4, 5])), None);
+        assert_eq!((regs.rax, regs.rip), (nr::MMU_UPDATE, 0x1000), "back at the syscall, same number");
+        assert_eq!(regs.hypercall_args(), [1, 2, 3, 4, 5]);
     }
 
     #[test]
