@@ -115,6 +115,34 @@ impl VcpuId {
     pub const fn new(dom: DomId, vcpu: u32) -> Self {
         VcpuId { dom, vcpu }
     }
+
+    /// The table slot tried first for this vCPU ([`find_slot`]): with one
+    /// vCPU per domain, the domain's id.
+    fn home(self) -> usize {
+        usize::from(self.dom).wrapping_add(self.vcpu as usize)
+    }
+}
+
+/// The slot of `table` holding the entry `is` picks: slot `home` (modulo
+/// the table's size) is tried first, where [`free_slot`] puts an entry
+/// when it can, so that finding one is O(1) while ids fit the table;
+/// otherwise the table is searched.
+fn find_slot<T>(table: &[Option<T>], home: usize, is: impl Fn(&T) -> bool) -> Option<usize> {
+    let home = home.checked_rem(table.len())?;
+    if table[home].as_ref().is_some_and(&is) {
+        return Some(home);
+    }
+    table.iter().position(|e| e.as_ref().is_some_and(&is))
+}
+
+/// A free slot of `table` for an entry whose home is `home`: that slot
+/// if it is free, else the first free one.
+fn free_slot<T>(table: &[Option<T>], home: usize) -> Option<usize> {
+    let home = home.checked_rem(table.len())?;
+    if table[home].is_none() {
+        return Some(home);
+    }
+    table.iter().position(Option::is_none)
 }
 
 /// What a vCPU is doing, as the scheduler sees it.
@@ -387,7 +415,7 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
         if self.dom_slot(dom).is_ok() {
             return Err(SchedError::Exists);
         }
-        let slot = self.doms.iter().position(Option::is_none).ok_or(SchedError::Full)?;
+        let slot = free_slot(&self.doms, usize::from(dom)).ok_or(SchedError::Full)?;
         self.doms[slot] = Some(Dom {
             id: dom,
             params: Params::default(),
@@ -486,7 +514,7 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
         if self.vcpu_slot(v).is_ok() {
             return Err(SchedError::Exists);
         }
-        let slot = self.vcpus.iter().position(Option::is_none).ok_or(SchedError::Full)?;
+        let slot = free_slot(&self.vcpus, v.home()).ok_or(SchedError::Full)?;
         self.vcpus[slot] = Some(Vc {
             id: v,
             dom,
@@ -881,11 +909,11 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
     }
 
     fn dom_slot(&self, dom: DomId) -> Result<usize, SchedError> {
-        self.doms.iter().position(|d| d.is_some_and(|d| d.id == dom)).ok_or(SchedError::NoSuchDomain)
+        find_slot(&self.doms, usize::from(dom), |d| d.id == dom).ok_or(SchedError::NoSuchDomain)
     }
 
     fn vcpu_slot(&self, v: VcpuId) -> Result<usize, SchedError> {
-        self.vcpus.iter().position(|vc| vc.is_some_and(|vc| vc.id == v)).ok_or(SchedError::NoSuchVcpu)
+        find_slot(&self.vcpus, v.home(), |vc| vc.id == v).ok_or(SchedError::NoSuchVcpu)
     }
 
     // Slots passed to these come from `dom_slot`, `vcpu_slot`, a vCPU's
