@@ -69,7 +69,7 @@ mod tests;
 
 use crate::domain::Domain;
 use crate::guest::range_ok;
-use crate::hypercall::Platform;
+use crate::hypercall::{with_page_types, Platform};
 use crate::mm::frame::{DomId, FrameUse};
 use crate::mm::pagetable::{index, pte};
 use crate::mm::pagetype::{GuestFrames, PageType, PageTypes};
@@ -401,17 +401,9 @@ impl Table {
     }
 }
 
-/// Runs `op` on the page-type engine, or answers `default` if the platform
-/// does not run it.
-fn with_pt<T>(p: &mut dyn Platform, default: T, mut op: impl FnMut(&mut PageTypes<'_, '_, dyn GuestFrames>) -> T) -> T {
-    let mut out = default;
-    p.page_types(&mut |pt| out = op(pt));
-    out
-}
-
 /// Whether machine frame `mfn` belongs to domain `dom`.
 fn owned_by(p: &mut dyn Platform, mfn: u64, dom: DomId) -> bool {
-    with_pt(p, false, |pt| pt.frames().usage(mfn) == FrameUse::Domain(dom))
+    with_page_types(p, false, |pt| pt.frames().usage(mfn) == FrameUse::Domain(dom))
 }
 
 /// The domain a table operation or copy names: the caller for
@@ -499,7 +491,7 @@ fn grow(p: &mut dyn Platform, t: Table, dom: DomId, want: u32) -> Result<(), Gra
         // The table's reference: the frame is the domain's to map, but
         // never a page table (the hypervisor writes flags into it) and
         // never given back while the table lives.
-        if !with_pt(p, false, |pt| pt.get_page_and_type(dom, shared, PageType::Writable).is_ok()) {
+        if !with_page_types(p, false, |pt| pt.get_page_and_type(dom, shared, PageType::Writable).is_ok()) {
             let _ = p.release_domain_frame(dom, shared);
             p.free_hv_frame(active);
             ok = false;
@@ -510,7 +502,7 @@ fn grow(p: &mut dyn Platform, t: Table, dom: DomId, want: u32) -> Result<(), Gra
     }
     if !ok {
         for &(shared, active) in &new[..made] {
-            with_pt(p, (), |pt| pt.put_page_and_type(shared));
+            with_page_types(p, (), |pt| pt.put_page_and_type(shared));
             let _ = p.release_domain_frame(dom, shared);
             p.free_hv_frame(active);
         }
@@ -705,7 +697,7 @@ pub fn map(p: &mut dyn Platform, caller: &Domain, req: &MapRequest) -> Result<Ma
     }
     entry |= u64::from((req.flags >> GNTMAP_GUEST_AVAIL0) & 7) << 9;
     let installed = match caller.vcpu.kernel_table {
-        Some(l4) if range_ok(va, 1) => with_pt(p, None, |pt| {
+        Some(l4) if range_ok(va, 1) => with_page_types(p, None, |pt| {
             if pt.policy().nx {
                 entry |= pte::NX;
             }
@@ -746,7 +738,7 @@ fn is_l1_of(pt: &PageTypes<'_, '_, dyn GuestFrames>, l1: Mfn, dom: DomId) -> boo
 /// still holds it (present, that frame, writable as mapped): `true` if it
 /// did.
 fn clear_entry(p: &mut dyn Platform, dom: DomId, m: &Mapping, mfn: u64) -> bool {
-    with_pt(p, false, |pt| {
+    with_page_types(p, false, |pt| {
         if !is_l1_of(pt, m.l1, dom) {
             return false;
         }
@@ -826,7 +818,7 @@ fn claim(
         }
         Claimed { mfn: end.gmfn(), owner: dom, grant: None }
     };
-    if !readonly && !with_pt(p, false, |pt| pt.get_page_and_type(c.owner, c.mfn, PageType::Writable).is_ok()) {
+    if !readonly && !with_page_types(p, false, |pt| pt.get_page_and_type(c.owner, c.mfn, PageType::Writable).is_ok()) {
         unclaim(p, &c, true, false);
         return Err(GrantError::General);
     }
@@ -836,7 +828,7 @@ fn claim(
 /// Undoes [`claim`]: the type reference if `typed`, the grant's pin.
 fn unclaim(p: &mut dyn Platform, c: &Claimed, readonly: bool, typed: bool) {
     if typed {
-        with_pt(p, (), |pt| pt.put_page_and_type(c.mfn));
+        with_page_types(p, (), |pt| pt.put_page_and_type(c.mfn));
     }
     if let Some((t, gref)) = c.grant {
         release(p, c.owner, t, gref, readonly);
@@ -889,7 +881,7 @@ fn free_table(p: &mut dyn Platform, dom: DomId, t: Table) {
     let n = t.nr_frames(p);
     for i in 0..n {
         let shared = t.shared(p, i);
-        with_pt(p, (), |pt| pt.put_page_and_type(shared));
+        with_page_types(p, (), |pt| pt.put_page_and_type(shared));
         let active = t.get(p, root::ACTIVE + i as usize);
         p.free_hv_frame(active);
     }

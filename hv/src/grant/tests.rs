@@ -117,7 +117,7 @@ fn a_table_starts_with_one_empty_frame_and_grows_to_four() {
         assert_eq!(refs(&w, f), (1, 1, PageType::Writable), "the table's reference on {f}");
         assert_eq!(w.platform.mem.entries(f), &[0; 512], "a new table frame is zeroed");
         assert_eq!(Platform::release_domain_frame(&mut w.platform, GRANTER, f), Err(Errno::EINVAL));
-        let pinned = with_pt(&mut w.platform, Ok(()), |pt| pt.pin(GRANTER, f, Level::L1));
+        let pinned = with_page_types(&mut w.platform, Ok(()), |pt| pt.pin(GRANTER, f, Level::L1));
         assert!(pinned.is_err(), "a table frame never becomes a page table");
     }
     assert_eq!(setup_table(&mut w.platform, &g, DOMID_SELF, MAX_FRAMES + 1), Err(GrantError::General));
@@ -184,7 +184,7 @@ fn a_writable_mapping_sets_both_flags_and_holds_the_frame() {
     assert_eq!(pins(&mut w.platform, GRANTER, 3), Some((MAPPER, 1, 0, DATA)));
     // While mapped: not given back, not made a page table.
     assert_eq!(Platform::release_domain_frame(&mut w.platform, GRANTER, DATA), Err(Errno::EINVAL));
-    assert!(with_pt(&mut w.platform, Ok(()), |pt| pt.pin(GRANTER, DATA, Level::L1)).is_err());
+    assert!(with_page_types(&mut w.platform, Ok(()), |pt| pt.pin(GRANTER, DATA, Level::L1)).is_err());
     assert_eq!(mappings(&mut w.platform, MAPPER), 1);
 
     assert_eq!(unmap_as(&mut w, m.handle, VA), Ok(()));

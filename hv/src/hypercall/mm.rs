@@ -5,7 +5,7 @@
 //! dropped, so a guest's page tables and descriptor pages are never
 //! writable by it and only ever reference its own frames.
 
-use super::{Action, Ctx, BATCH_BUDGET};
+use super::{with_page_types, Action, Ctx, BATCH_BUDGET};
 use crate::guest::{self, range_ok, GuestPtr, Pod};
 use crate::mm::frame::{DomId, FrameUse};
 use crate::mm::pagetable::index;
@@ -16,16 +16,9 @@ use abi::mm::*;
 /// `UVMF_*` low bits: 1 = flush the TLB, 2 = invalidate one page.
 const UVMF_FLUSHTYPE_MASK: u64 = 3;
 
-/// Runs `op` on the engine and returns its result (`default` should the
-/// platform not run it).
-fn with_engine<T>(
-    ctx: &mut Ctx<'_>,
-    default: T,
-    mut op: impl FnMut(&mut PageTypes<'_, '_, dyn GuestFrames>) -> T,
-) -> T {
-    let mut out = default;
-    ctx.platform.page_types(&mut |pt| out = op(pt));
-    out
+/// Runs `op` on the engine ([`with_page_types`]).
+fn with_engine<T>(ctx: &mut Ctx<'_>, default: T, op: impl FnMut(&mut PageTypes<'_, '_, dyn GuestFrames>) -> T) -> T {
+    with_page_types(ctx.platform, default, op)
 }
 
 /// `update_va_mapping(va, val, flags)`: rewrites the L1 entry that maps

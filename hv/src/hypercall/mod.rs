@@ -336,6 +336,18 @@ pub static TABLE: [Option<Entry>; TABLE_SIZE] = {
     t
 };
 
+/// Runs `op` on `platform`'s page-type engine and returns its result
+/// (`default` should the platform not run it).
+pub fn with_page_types<T>(
+    platform: &mut dyn Platform,
+    default: T,
+    mut op: impl FnMut(&mut PageTypes<'_, '_, dyn GuestFrames>) -> T,
+) -> T {
+    let mut out = default;
+    platform.page_types(&mut |pt| out = op(pt));
+    out
+}
+
 /// Runs the hypercall in `ctx.regs`.
 pub fn dispatch(ctx: &mut Ctx<'_>) -> Action {
     let number = ctx.regs.rax;
