@@ -12,7 +12,6 @@
 //! back to the free pool once the last mapping is gone, and its id with
 //! them ([`domains::ZOMBIES`]).
 
-use crate::arch::cpu;
 use crate::domains::{self, DOMAINS};
 use crate::setup::FRAMES;
 use abi::errno::Errno;
@@ -120,22 +119,7 @@ pub fn reclaim(dom: DomId) {
     if domain_exists(dom) {
         return;
     }
-    let (mut freed, mut left) = (0u64, 0u64);
-    if let Some(table) = FRAMES.lock().as_mut() {
-        for mfn in 0..table.frames() {
-            if table.usage(mfn) != FrameUse::Domain(dom) {
-                continue;
-            }
-            if table.can_release(mfn) && table.free(mfn).is_ok() {
-                crate::memory::set_m2p(mfn, crate::memory::INVALID_M2P_ENTRY);
-                freed += 1;
-            } else {
-                left += 1;
-            }
-        }
-    }
-    // No stale translation of a freed frame may survive.
-    cpu::flush_tlb();
+    let (freed, left) = crate::memory::free_unreferenced(dom);
     if left == 0 {
         if let Some(z) = domains::ZOMBIES.get(usize::from(dom)) {
             z.store(false, Ordering::Relaxed);

@@ -6,7 +6,7 @@ use crate::setup::FRAMES;
 use hv::layout::{
     DIRECTMAP_START, FIRST_RESERVED_L4_SLOT, LAST_RESERVED_L4_SLOT, MACH2PHYS_VIRT_START, PAGE_SIZE, RESERVED_L4_SLOTS,
 };
-use hv::mm::frame::FrameUse;
+use hv::mm::frame::{DomId, FrameUse};
 use hv::mm::pagetable::{self, pte, MapError, TableMemory};
 use hv::mm::pagetype::{GuestFrames, PageTypes, Policy};
 use hv::mm::Mfn;
@@ -142,6 +142,29 @@ pub fn set_m2p(mfn: Mfn, pfn: u64) {
         // The M2P run is the hypervisor's; guests map it read-only.
         DirectTables.table(base + mfn / 512)[(mfn % 512) as usize] = pfn;
     }
+}
+
+/// Frees every frame domain `dom` still owns that nothing references,
+/// invalidating its M2P entry, and flushes the TLB so that no stale
+/// translation of a freed frame survives; returns `(freed, kept)`, where
+/// `kept` frames are still referenced (a foreign or grant mapping).
+pub fn free_unreferenced(dom: DomId) -> (u64, u64) {
+    let (mut freed, mut kept) = (0u64, 0u64);
+    if let Some(table) = FRAMES.lock().as_mut() {
+        for mfn in 0..table.frames() {
+            if table.usage(mfn) != FrameUse::Domain(dom) {
+                continue;
+            }
+            if table.can_release(mfn) && table.free(mfn).is_ok() {
+                set_m2p(mfn, INVALID_M2P_ENTRY);
+                freed += 1;
+            } else {
+                kept += 1;
+            }
+        }
+    }
+    cpu::flush_tlb();
+    (freed, kept)
 }
 
 /// The hypervisor's L4 entries for the reserved slots 256–271, to copy

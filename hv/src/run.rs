@@ -969,17 +969,7 @@ fn destroy_domain(dom: DomId, level: log::Level) {
     hv::grant::release_domain(&mut Machine { dom }, dom);
     let slot_ref: &mut Slot = &mut slot;
     let still_used = crate::memory::with_page_types(|pt| slot_ref.domain.release_pages(pt, slot_ref.shared_info));
-    let mut freed = 0u64;
-    if let Some(table) = FRAMES.lock().as_mut() {
-        for mfn in 0..table.frames() {
-            if table.usage(mfn) == FrameUse::Domain(dom) && table.can_release(mfn) && table.free(mfn).is_ok() {
-                crate::memory::set_m2p(mfn, crate::memory::INVALID_M2P_ENTRY);
-                freed += 1;
-            }
-        }
-    }
-    // No stale translation of a freed frame may survive.
-    cpu::flush_tlb();
+    let (freed, _) = crate::memory::free_unreferenced(dom);
     if let Some(q) = domains::QUIET_CONSOLE.get(usize::from(dom)) {
         q.store(false, Ordering::Relaxed);
     }
