@@ -48,6 +48,31 @@ pub struct Slot {
 /// Every domain, by id; each slot in frames of its own.
 pub static DOMAINS: [SpinLock<Option<FrameBox<Slot>>>; MAX_DOMAINS] = [const { SpinLock::new(None) }; MAX_DOMAINS];
 
+/// One past the highest id whose slot holds a domain: walks over every
+/// domain's per-id state (timers, remote stops, `getdomaininfo`) stop
+/// here, so their cost follows the domains there are, not [`MAX_DOMAINS`].
+static ID_LIMIT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// See [`ID_LIMIT`].
+pub fn id_limit() -> usize {
+    ID_LIMIT.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+/// Domain `id` was put in its slot.
+pub fn note_installed(id: DomId) {
+    ID_LIMIT.fetch_max(usize::from(id) + 1, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// A domain's slot was emptied: lowers [`ID_LIMIT`] past the empty slots
+/// at the top (a slot held by someone is in use).
+pub fn note_removed() {
+    let mut top = id_limit();
+    while top > 0 && DOMAINS[top - 1].try_lock().is_some_and(|slot| slot.is_none()) {
+        top -= 1;
+    }
+    ID_LIMIT.store(top, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// Domains the toolstack created whose console output stays in the
 /// console ring (see `domu_console=`).
 pub static QUIET_CONSOLE: [core::sync::atomic::AtomicBool; MAX_DOMAINS] =

@@ -100,5 +100,6 @@ pub fn install(slot: FrameBox<Slot>, channels: FrameBox<EventChannels>) {
     }
     if let Some(lock) = DOMAINS.get(usize::from(id)) {
         *lock.lock() = Some(slot);
+        domains::note_installed(id);
     }
 }

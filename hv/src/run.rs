@@ -271,7 +271,7 @@ impl Platform for Machine {
     }
 
     fn domain_info(&mut self, from: DomId, caller: &hv::domain::Domain) -> Option<DomainInfo> {
-        (from..domains::MAX_DOMAINS as DomId).find_map(|id| {
+        (from..domains::id_limit() as DomId).find_map(|id| {
             if id == caller.id {
                 Some(info_of(caller, self.shared_info_of(id)))
             } else {
@@ -704,7 +704,8 @@ fn settle(regs: &mut Regs, cur: DomId, next: Next) -> Option<(DomId, Next)> {
 /// Takes the first remote shutdown asked for a domain at or above `from`.
 fn take_remote_stop(from: usize) -> Option<(DomId, ShutdownReason)> {
     let mut asked = REMOTE_STOPS.lock();
-    let (dom, reason) = asked.iter_mut().enumerate().skip(from).find_map(|(d, r)| Some((d, r.take()?)))?;
+    let live = asked.get_mut(..domains::id_limit())?;
+    let (dom, reason) = live.iter_mut().enumerate().skip(from).find_map(|(d, r)| Some((d, r.take()?)))?;
     Some((dom as DomId, reason))
 }
 
@@ -768,7 +769,7 @@ fn wake_signalled() -> bool {
             // Some signals were lost: wake every waiting vCPU (a spurious
             // wakeup, which the ABI allows).
             None => {
-                for dom in 0..domains::MAX_DOMAINS as DomId {
+                for dom in 0..domains::id_limit() as DomId {
                     preempt |= wake_for(dom, None);
                 }
             }
@@ -799,7 +800,7 @@ fn fire_timers(now: u64) -> bool {
 /// that has any: `(domain, single-shot fired, poll timed out)`.
 fn take_due_timers(now: u64, from: usize) -> Option<(DomId, bool, bool)> {
     let mut timers = TIMERS.lock();
-    timers.iter_mut().enumerate().skip(from).find_map(|(dom, t)| {
+    timers.get_mut(..domains::id_limit())?.iter_mut().enumerate().skip(from).find_map(|(dom, t)| {
         let shot = t.singleshot.take_if(|d| *d <= now).is_some();
         let poll = t.poll.take_if(|d| *d <= now).is_some();
         (shot || poll).then_some((dom as DomId, shot, poll))
@@ -820,7 +821,7 @@ fn raise_virq(dom: DomId, virq: u32) {
 
 /// The earliest timer deadline of any domain.
 fn next_timer() -> Option<u64> {
-    TIMERS.lock().iter().filter_map(domains::Timers::next).min()
+    TIMERS.lock().get(..domains::id_limit())?.iter().filter_map(domains::Timers::next).min()
 }
 
 /// Asks the scheduler what runs next, switches to it (idling until
@@ -984,6 +985,7 @@ fn destroy_domain(dom: DomId, level: log::Level) {
     } else {
         log::log!(level, "d{dom}: destroyed; {freed} frames returned");
     }
+    domains::note_removed();
 }
 
 /// Stops domain `dom`: out of the scheduler, its ports closed, dom0 told

@@ -123,23 +123,26 @@ impl VcpuId {
     }
 }
 
-/// The slot of `table` holding the entry `is` picks: slot `home` (modulo
-/// the table's size) is tried first, where [`free_slot`] puts an entry
-/// when it can, so that finding one is O(1) while ids fit the table;
-/// otherwise the table is searched.
+/// The slot of `table` (its occupied part) holding the entry `is` picks:
+/// slot `home` is tried first, where [`free_slot`] puts an entry when it
+/// can, so that finding one is O(1) while ids fit the table; otherwise
+/// the table is searched.
 fn find_slot<T>(table: &[Option<T>], home: usize, is: impl Fn(&T) -> bool) -> Option<usize> {
-    let home = home.checked_rem(table.len())?;
-    if table[home].as_ref().is_some_and(&is) {
+    if table.get(home).is_some_and(|e| e.as_ref().is_some_and(&is)) {
         return Some(home);
     }
     table.iter().position(|e| e.as_ref().is_some_and(&is))
 }
 
+/// One past the last occupied slot of `table`.
+fn top<T>(table: &[Option<T>]) -> usize {
+    table.iter().rposition(Option::is_some).map_or(0, |i| i + 1)
+}
+
 /// A free slot of `table` for an entry whose home is `home`: that slot
 /// if it is free, else the first free one.
 fn free_slot<T>(table: &[Option<T>], home: usize) -> Option<usize> {
-    let home = home.checked_rem(table.len())?;
-    if table[home].is_none() {
+    if table.get(home).is_some_and(Option::is_none) {
         return Some(home);
     }
     table.iter().position(Option::is_none)
@@ -351,6 +354,11 @@ pub struct Scheduler<const V: usize = MAX_VCPUS, const D: usize = MAX_DOMAINS> {
     config: Config,
     doms: [Option<Dom>; D],
     vcpus: [Option<Vc>; V],
+    /// One past the highest occupied slot of `doms` and of `vcpus`: every
+    /// walk over the tables stops there, so its cost follows the domains
+    /// there are, not the table's size.
+    dom_top: usize,
+    vcpu_top: usize,
     /// Slot of the running vCPU (it stays here after blocking or being
     /// paused until the next decision, so its last run is charged).
     current: Option<usize>,
@@ -387,6 +395,8 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
             config,
             doms: [None; D],
             vcpus: [None; V],
+            dom_top: 0,
+            vcpu_top: 0,
             current: None,
             slice_end: 0,
             last: 0,
@@ -416,6 +426,7 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
             return Err(SchedError::Exists);
         }
         let slot = free_slot(&self.doms, usize::from(dom)).ok_or(SchedError::Full)?;
+        self.dom_top = self.dom_top.max(slot + 1);
         self.doms[slot] = Some(Dom {
             id: dom,
             params: Params::default(),
@@ -431,12 +442,13 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
     pub fn remove_domain(&mut self, dom: DomId) -> Result<bool, SchedError> {
         let slot = self.dom_slot(dom)?;
         let mut was_current = false;
-        for i in 0..V {
+        for i in 0..self.vcpu_top {
             if self.vcpus[i].is_some_and(|vc| vc.dom == slot) {
                 was_current |= self.drop_vcpu(i);
             }
         }
         self.doms[slot] = None;
+        self.dom_top = top(&self.doms[..self.dom_top]);
         Ok(was_current)
     }
 
@@ -486,7 +498,7 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
             return Ok(false);
         }
         let mut preempt = false;
-        for i in 0..V {
+        for i in 0..self.vcpu_top {
             if self.vcpus[i].is_some_and(|vc| vc.dom == slot && vc.run == Run::Runnable) {
                 self.vc_mut(i).active = true;
                 preempt |= self.should_preempt(i);
@@ -515,6 +527,7 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
             return Err(SchedError::Exists);
         }
         let slot = free_slot(&self.vcpus, v.home()).ok_or(SchedError::Full)?;
+        self.vcpu_top = self.vcpu_top.max(slot + 1);
         self.vcpus[slot] = Some(Vc {
             id: v,
             dom,
@@ -691,7 +704,7 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
                 next
             }
         };
-        for vc in self.vcpus.iter_mut().flatten() {
+        for vc in self.vcpus[..self.vcpu_top].iter_mut().flatten() {
             vc.yielded = false;
         }
         self.current = next;
@@ -707,7 +720,7 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
     /// nothing else qualifies.
     fn pick(&self, except: Option<usize>) -> Option<usize> {
         let mut best: Option<(bool, Priority, u64, usize)> = None;
-        for i in 0..V {
+        for i in 0..self.vcpu_top {
             if Some(i) == except || !self.eligible(i) {
                 continue;
             }
@@ -740,7 +753,7 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
     /// When an idle CPU must decide again: at the end of the period if a
     /// capped domain is waiting for its budget, otherwise never.
     fn idle_deadline(&self, now: u64) -> u64 {
-        let waiting = self.vcpus.iter().flatten().any(|vc| {
+        let waiting = self.vcpus[..self.vcpu_top].iter().flatten().any(|vc| {
             let dom = self.dom(vc.dom);
             vc.run == Run::Runnable && dom.pause_count == 0 && self.parked(vc.dom)
         });
@@ -776,10 +789,10 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
     /// ones rather than lost. What the second pass cannot place either is
     /// dropped.
     fn refill(&mut self) {
-        for dom in self.doms.iter_mut().flatten() {
+        for dom in self.doms[..self.dom_top].iter_mut().flatten() {
             dom.active_vcpus = 0;
         }
-        for i in 0..V {
+        for i in 0..self.vcpu_top {
             let Some(vc) = self.vcpus[i].filter(|vc| vc.active) else { continue };
             self.dom_mut(vc.dom).active_vcpus += 1;
         }
@@ -788,13 +801,14 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
             let dom = s.dom(vc.dom);
             (u128::from(dom.params.weight) << SHARE_SHIFT) / u128::from(dom.active_vcpus)
         };
-        let total: u128 = self.vcpus.iter().flatten().filter(|vc| vc.active).map(|vc| share(self, vc)).sum();
+        let total: u128 =
+            self.vcpus[..self.vcpu_top].iter().flatten().filter(|vc| vc.active).map(|vc| share(self, vc)).sum();
         let bound = self.credit_bound();
         let period = u128::from(self.config.period_ns);
         // First pass: everyone's share of the period.
         let mut surplus: u128 = 0;
         let mut hungry: u128 = 0;
-        for i in 0..V {
+        for i in 0..self.vcpu_top {
             let Some(vc) = self.vcpus[i].filter(|vc| vc.active) else { continue };
             let s = share(self, &vc);
             // At most one period, which fits an i64.
@@ -808,7 +822,7 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
         }
         // Second pass: what the full ones could not take.
         if surplus > 0 && hungry > 0 {
-            for i in 0..V {
+            for i in 0..self.vcpu_top {
                 let Some(vc) = self.vcpus[i].filter(|vc| vc.active && vc.credit < bound) else { continue };
                 let extra = (surplus * share(self, &vc) / hungry) as i64;
                 self.vc_mut(i).credit = vc.credit.saturating_add(extra).min(bound);
@@ -822,20 +836,21 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
         // the one furthest behind a minimum slice of credit, so that it
         // stays Under (and is boosted when it wakes). A vCPU alone competes
         // with nobody: its credit stays.
-        let takers = self.vcpus.iter().flatten().filter(|vc| vc.active).count();
-        let floor = self.vcpus.iter().flatten().filter(|vc| vc.active).map(|vc| vc.credit).min().unwrap_or(0);
+        let takers = self.vcpus[..self.vcpu_top].iter().flatten().filter(|vc| vc.active).count();
+        let floor =
+            self.vcpus[..self.vcpu_top].iter().flatten().filter(|vc| vc.active).map(|vc| vc.credit).min().unwrap_or(0);
         let keep = i64::try_from(self.config.min_slice_ns).unwrap_or(i64::MAX);
         if floor > keep && takers > 1 {
-            for vc in self.vcpus.iter_mut().flatten().filter(|vc| vc.active) {
+            for vc in self.vcpus[..self.vcpu_top].iter_mut().flatten().filter(|vc| vc.active) {
                 vc.credit -= floor - keep;
             }
         }
-        for i in 0..V {
+        for i in 0..self.vcpu_top {
             let Some(vc) = self.vcpus[i] else { continue };
             let paused = self.dom(vc.dom).pause_count > 0;
             self.vc_mut(i).active = vc.run == Run::Runnable && !paused;
         }
-        for dom in self.doms.iter_mut().flatten() {
+        for dom in self.doms[..self.dom_top].iter_mut().flatten() {
             dom.used_ns = 0;
         }
     }
@@ -900,6 +915,7 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
     /// Empties vCPU slot `i`; `true` if it was running.
     fn drop_vcpu(&mut self, i: usize) -> bool {
         self.vcpus[i] = None;
+        self.vcpu_top = top(&self.vcpus[..self.vcpu_top]);
         if self.current == Some(i) {
             self.current = None;
             true
@@ -909,11 +925,11 @@ impl<const V: usize, const D: usize> Scheduler<V, D> {
     }
 
     fn dom_slot(&self, dom: DomId) -> Result<usize, SchedError> {
-        find_slot(&self.doms, usize::from(dom), |d| d.id == dom).ok_or(SchedError::NoSuchDomain)
+        find_slot(&self.doms[..self.dom_top], usize::from(dom), |d| d.id == dom).ok_or(SchedError::NoSuchDomain)
     }
 
     fn vcpu_slot(&self, v: VcpuId) -> Result<usize, SchedError> {
-        find_slot(&self.vcpus, v.home(), |vc| vc.id == v).ok_or(SchedError::NoSuchVcpu)
+        find_slot(&self.vcpus[..self.vcpu_top], v.home(), |vc| vc.id == v).ok_or(SchedError::NoSuchVcpu)
     }
 
     // Slots passed to these come from `dom_slot`, `vcpu_slot`, a vCPU's
