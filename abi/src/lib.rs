@@ -30,7 +30,7 @@
 //! (numbers), [`errno`], [`start_info`], [`shared_info`], [`arch`] (x86_64
 //! selectors, address space, register frames), [`callback`], [`mm`],
 //! [`sched`] (also vCPU ops, `xen_version`, `console_io` and VIRQs),
-//! [`event_channel`], [`grant_table`], [`console`], [`ring`], [`xenstore`],
+//! [`event_channel`], [`grant_table`], [`console`], [`ring`], [`xenstore`], [`blkif`],
 //! [`elfnote`], [`hypercall_page`]; for the toolstack in a privileged domain,
 //! [`domctl`] and [`sysctl`].
 #![cfg_attr(not(test), no_std)]
@@ -45,6 +45,7 @@ mod macros;
 mod raw;
 
 pub mod arch;
+pub mod blkif;
 pub mod boot;
 pub mod callback;
 pub mod console;

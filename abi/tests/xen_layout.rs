@@ -346,6 +346,11 @@ layouts! {
     ring::SringHeader => "struct dummy_sring" size "offsetof(struct dummy_sring, ring)" {
         req_prod, req_event, rsp_prod, rsp_event, pvt, pad = "__pad",
     }
+    blkif::BlkifRequestSegment => "struct blkif_request_segment" { gref, first_sect, last_sect, _pad0 = pad }
+    blkif::BlkifRequest => "struct blkif_request" {
+        operation, nr_segments, handle, _pad0 = pad, id, sector_number, seg,
+    }
+    blkif::BlkifResponse => "struct blkif_response" { id, operation, _pad0 = pad, status, _pad1 = pad }
     xenstore::XsdSockmsg => "struct xsd_sockmsg" { type_ = "type", req_id, tx_id, len }
     xenstore::XenstoreDomainInterface => "struct xenstore_domain_interface" {
         req, rsp, req_cons, req_prod, rsp_cons, rsp_prod, server_features, connection, error,
@@ -545,6 +550,11 @@ fn strs() -> Vec<StrConst> {
         c: "XEN_EMULATE_PREFIX",
     }];
     // The names an XS_ERROR reply carries, entry by entry.
+    strs.push(StrConst {
+        rust: "blkif::BLKIF_PROTOCOL_X86_64",
+        value: blkif::BLKIF_PROTOCOL_X86_64.to_owned(),
+        c: "XEN_IO_PROTO_ABI_X86_64",
+    });
     strs.extend(xenstore::XSD_ERRORS.iter().enumerate().map(|(i, e)| StrConst {
         rust: "xenstore::XSD_ERRORS",
         value: e.name().to_owned(),
@@ -987,6 +997,32 @@ consts! {
     start_info::SIF_MOD_START_PFN => "SIF_MOD_START_PFN",
     start_info::SIF_VIRT_P2M_4TOOLS => "SIF_VIRT_P2M_4TOOLS",
     start_info::SIF_PM_MASK => "SIF_PM_MASK",
+    // blkif
+    blkif::BLKIF_OP_READ => "BLKIF_OP_READ",
+    blkif::BLKIF_OP_WRITE => "BLKIF_OP_WRITE",
+    blkif::BLKIF_OP_WRITE_BARRIER => "BLKIF_OP_WRITE_BARRIER",
+    blkif::BLKIF_OP_FLUSH_DISKCACHE => "BLKIF_OP_FLUSH_DISKCACHE",
+    blkif::BLKIF_OP_DISCARD => "BLKIF_OP_DISCARD",
+    blkif::BLKIF_OP_INDIRECT => "BLKIF_OP_INDIRECT",
+    blkif::BLKIF_MAX_SEGMENTS_PER_REQUEST => "BLKIF_MAX_SEGMENTS_PER_REQUEST",
+    blkif::BLKIF_RSP_OKAY => "BLKIF_RSP_OKAY",
+    blkif::BLKIF_RSP_ERROR => "BLKIF_RSP_ERROR",
+    blkif::BLKIF_RSP_EOPNOTSUPP => "BLKIF_RSP_EOPNOTSUPP",
+    blkif::VDISK_CDROM => "VDISK_CDROM",
+    blkif::VDISK_REMOVABLE => "VDISK_REMOVABLE",
+    blkif::VDISK_READONLY => "VDISK_READONLY",
+    blkif::BLKIF_SECTOR_SIZE => "512 /* blkif.h: sector_number and first/last_sect count 512-byte units */",
+    blkif::BLKIF_SECTORS_PER_PAGE => "(4096 / 512) /* blkif.h: a page is 8 sectors, last_sect <= 7 */",
+    blkif::BLKIF_RING_SIZE => "__CONST_RING_SIZE(blkif, 4096)",
+    blkif::XenbusState::Unknown => "XenbusStateUnknown",
+    blkif::XenbusState::Initialising => "XenbusStateInitialising",
+    blkif::XenbusState::InitWait => "XenbusStateInitWait",
+    blkif::XenbusState::Initialised => "XenbusStateInitialised",
+    blkif::XenbusState::Connected => "XenbusStateConnected",
+    blkif::XenbusState::Closing => "XenbusStateClosing",
+    blkif::XenbusState::Closed => "XenbusStateClosed",
+    blkif::XenbusState::Reconfiguring => "XenbusStateReconfiguring",
+    blkif::XenbusState::Reconfigured => "XenbusStateReconfigured",
     // xenstore
     xenstore::XENSTORE_RING_SIZE => "XENSTORE_RING_SIZE",
     xenstore::XENSTORE_PAYLOAD_MAX => "XENSTORE_PAYLOAD_MAX",
@@ -1222,6 +1258,9 @@ fn c_program(t: &Tables) -> String {
          #include <xen/io/ring.h>\n\
          #include <errno.h> /* xs_wire.h defines xsd_errors only after it */\n\
          #include <xen/io/xs_wire.h>\n\
+         #include <xen/io/blkif.h>\n\
+         #include <xen/io/protocols.h>\n\
+         #include <xen/io/xenbus.h>\n\
          \n\
          DEFINE_RING_TYPES(dummy, uint32_t, uint32_t);\n",
     );
