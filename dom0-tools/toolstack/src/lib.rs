@@ -21,11 +21,14 @@
 //!   protocol per connection, watches, transactions and the ring pump.
 //! - [`ctlport`]: the framing of the control port, the serial line
 //!   `hvctl` drives the shell over.
+//! - [`blkback`]: the portable core of a PV block-device backend: a blkif
+//!   ring served from a disk through grant copies.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
+pub mod blkback;
 pub mod builder;
 pub mod command;
 pub mod config;
