@@ -72,6 +72,10 @@ pub enum Verb {
     Images,
     /// `upload`.
     Upload,
+    /// `disks`.
+    Disks,
+    /// `mkdisk`.
+    Mkdisk,
     /// `xenstore-ls`.
     XenstoreLs,
     /// `xenstore-read`.
@@ -84,7 +88,7 @@ pub enum Verb {
 
 impl Verb {
     /// Every command, in the order `help` lists them.
-    pub const ALL: [Verb; 17] = [
+    pub const ALL: [Verb; 19] = [
         Verb::Help,
         Verb::List,
         Verb::Create,
@@ -98,6 +102,8 @@ impl Verb {
         Verb::Dmesg,
         Verb::Images,
         Verb::Upload,
+        Verb::Disks,
+        Verb::Mkdisk,
         Verb::XenstoreLs,
         Verb::XenstoreRead,
         Verb::XenstoreWrite,
@@ -120,6 +126,8 @@ impl Verb {
             Verb::Dmesg => "dmesg",
             Verb::Images => "images",
             Verb::Upload => "upload",
+            Verb::Disks => "disks",
+            Verb::Mkdisk => "mkdisk",
             Verb::XenstoreLs => "xenstore-ls",
             Verb::XenstoreRead => "xenstore-read",
             Verb::XenstoreWrite => "xenstore-write",
@@ -143,6 +151,8 @@ impl Verb {
             Verb::Dmesg => "dmesg",
             Verb::Images => "images",
             Verb::Upload => "upload <name> <bytes>",
+            Verb::Disks => "disks",
+            Verb::Mkdisk => "mkdisk <name> <MiB>",
             Verb::XenstoreLs => "xenstore-ls [<path>]",
             Verb::XenstoreRead => "xenstore-read <path>",
             Verb::XenstoreWrite => "xenstore-write <path> <value>",
@@ -165,7 +175,9 @@ impl Verb {
             Verb::Info => "the host: memory, CPU, number of domains",
             Verb::Dmesg => "the hypervisor's console ring",
             Verb::Images => "the kernel images 'create' can use: the ramdisk and uploaded ones",
-            Verb::Upload => "receive a kernel image on the control port (what 'hvctl create --kernel' sends)",
+            Verb::Upload => "receive a kernel or disk image on the control port (what 'hvctl create --kernel' sends)",
+            Verb::Disks => "the disk images domains' disk=<name> is served from: NAME MiB USER",
+            Verb::Mkdisk => "make a zeroed disk image of <MiB> MiB",
             Verb::XenstoreLs => "the xenstore tree under a path (default /), as dom0 sees it",
             Verb::XenstoreRead => "a xenstore node's value, read as dom0",
             Verb::XenstoreWrite => "set a xenstore node's value, written as dom0",
@@ -258,6 +270,15 @@ pub enum Command {
         /// Its length in bytes.
         size: usize,
     },
+    /// List the disk images.
+    Disks,
+    /// Make a zeroed disk image.
+    Mkdisk {
+        /// What `create disk=<name>` calls it.
+        name: String,
+        /// Its size in MiB.
+        mib: u32,
+    },
     /// List the xenstore tree under a path (`None`: the root).
     XenstoreLs(Option<String>),
     /// Read a xenstore node.
@@ -290,6 +311,8 @@ impl Command {
             Command::Dmesg => Verb::Dmesg,
             Command::Images => Verb::Images,
             Command::Upload { .. } => Verb::Upload,
+            Command::Disks => Verb::Disks,
+            Command::Mkdisk { .. } => Verb::Mkdisk,
             Command::XenstoreLs(_) => Verb::XenstoreLs,
             Command::XenstoreRead(_) => Verb::XenstoreRead,
             Command::XenstoreWrite { .. } => Verb::XenstoreWrite,
@@ -315,9 +338,11 @@ pub enum CommandError {
     Config(ConfigError),
     /// An `upload` image name that is not `[A-Za-z0-9._-]{1,64}`, or is
     /// the ramdisk's.
-    BadImageName(String),
+    BadImageName(Verb, String),
     /// An `upload` size that is not a number from 1 to [`MAX_IMAGE_BYTES`].
     BadImageSize(String),
+    /// A `mkdisk` size that is not a number of MiB from 1 to [`MAX_DISK_MIB`].
+    BadDiskSize(String),
 }
 
 impl fmt::Display for CommandError {
@@ -339,11 +364,15 @@ impl fmt::Display for CommandError {
                 write!(f, "create: expected key=value, got '{}'", word.escape_debug())
             }
             CommandError::Config(e) => write!(f, "create: {e}"),
-            CommandError::BadImageName(name) => write!(
+            CommandError::BadImageName(verb, name) => write!(
                 f,
-                "upload: bad image name '{}' (1 to {MAX_IMAGE_NAME} of A-Z a-z 0-9 . _ -, not '{DEFAULT_KERNEL}')",
+                "{}: bad image name '{}' (1 to {MAX_IMAGE_NAME} of A-Z a-z 0-9 . _ -, not '{DEFAULT_KERNEL}')",
+                verb.name(),
                 name.escape_debug()
             ),
+            CommandError::BadDiskSize(size) => {
+                write!(f, "mkdisk: bad size '{}' (1 to {MAX_DISK_MIB} MiB)", size.escape_debug())
+            }
             CommandError::BadImageSize(size) => {
                 write!(f, "upload: bad size '{}' (1 to {MAX_IMAGE_BYTES} bytes)", size.escape_debug())
             }
@@ -492,6 +521,9 @@ pub const MAX_IMAGE_NAME: usize = 64;
 /// The largest image `upload` takes (32 MiB).
 pub const MAX_IMAGE_BYTES: usize = 32 << 20;
 
+/// The largest disk `mkdisk` makes, in MiB.
+pub const MAX_DISK_MIB: u32 = 64;
+
 /// Whether `name` may name an uploaded image.
 pub fn image_name_ok(name: &str) -> bool {
     (1..=MAX_IMAGE_NAME).contains(&name.len())
@@ -505,7 +537,7 @@ fn upload_args(args: &[Word<'_>]) -> Result<Command, CommandError> {
         return Err(CommandError::Usage(Verb::Upload));
     };
     if !image_name_ok(&name.text) {
-        return Err(CommandError::BadImageName(name.text.clone()));
+        return Err(CommandError::BadImageName(Verb::Upload, name.text.clone()));
     }
     let bytes = Some(&size.text)
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
@@ -513,6 +545,22 @@ fn upload_args(args: &[Word<'_>]) -> Result<Command, CommandError> {
         .filter(|n| (1..=MAX_IMAGE_BYTES).contains(n))
         .ok_or_else(|| CommandError::BadImageSize(size.text.clone()))?;
     Ok(Command::Upload { name: name.text.clone(), size: bytes })
+}
+
+/// `mkdisk`'s arguments.
+fn mkdisk_args(args: &[Word<'_>]) -> Result<Command, CommandError> {
+    let [name, size] = args else {
+        return Err(CommandError::Usage(Verb::Mkdisk));
+    };
+    if !image_name_ok(&name.text) {
+        return Err(CommandError::BadImageName(Verb::Mkdisk, name.text.clone()));
+    }
+    let mib = Some(&size.text)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|t| t.parse::<u32>().ok())
+        .filter(|n| (1..=MAX_DISK_MIB).contains(n))
+        .ok_or_else(|| CommandError::BadDiskSize(size.text.clone()))?;
+    Ok(Command::Mkdisk { name: name.text.clone(), mib })
 }
 
 /// The command a line asks for; `Ok(None)` for a blank line or a comment.
@@ -533,6 +581,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         Verb::Dmesg => none(Command::Dmesg)?,
         Verb::Images => none(Command::Images)?,
         Verb::Upload => upload_args(args)?,
+        Verb::Disks => none(Command::Disks)?,
+        Verb::Mkdisk => mkdisk_args(args)?,
         Verb::XenstoreLs => match args {
             [] => Command::XenstoreLs(None),
             [path] => Command::XenstoreLs(Some(path.text.clone())),
@@ -741,6 +791,7 @@ mod tests {
             let line = match verb {
                 Verb::Create => "create name=a memory=1".to_string(),
                 Verb::Upload => "upload k.elf 10".to_string(),
+                Verb::Mkdisk => "mkdisk d 1".to_string(),
                 Verb::XenstoreWrite => "xenstore-write a b".to_string(),
                 v if v.usage().contains('<') => format!("{} 1", v.name()),
                 v => v.name().to_string(),
@@ -764,6 +815,18 @@ mod tests {
             assert_eq!(error(&format!("upload a {bad}")), format!("upload: bad size '{bad}' (1 to 33554432 bytes)"));
         }
         assert!(image_name_ok(&"n".repeat(64)));
+    }
+
+    #[test]
+    fn mkdisk_takes_a_name_and_mebibytes() {
+        assert_eq!(parse("mkdisk disk0 4").unwrap(), Some(Command::Mkdisk { name: "disk0".into(), mib: 4 }));
+        assert_eq!(parse("disks").unwrap(), Some(Command::Disks));
+        assert_eq!(error("disks x"), "disks: usage: disks");
+        assert_eq!(error("mkdisk a"), "mkdisk: usage: mkdisk <name> <MiB>");
+        assert!(error("mkdisk a/b 1").starts_with("mkdisk: bad image name 'a/b'"));
+        for bad in ["0", "65", "1M", "-1"] {
+            assert_eq!(error(&format!("mkdisk a {bad}")), format!("mkdisk: bad size '{bad}' (1 to 64 MiB)"));
+        }
     }
 
     #[test]

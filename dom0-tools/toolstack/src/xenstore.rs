@@ -47,7 +47,9 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use domain::{create_domain_entries, remove_domain_entries};
+pub use domain::{
+    create_domain_entries, create_vbd_entries, remove_domain_entries, remove_vbd_entries, VbdPaths, XVDA,
+};
 pub use ls::list;
 pub use path::{domain_path, INTRODUCE_DOMAIN, LOCAL_DOMAIN, RELEASE_DOMAIN};
 pub use perms::{Access, Perm, Perms, Rights};

@@ -267,6 +267,39 @@ fn domain_entries_are_written_and_removed() {
 }
 
 #[test]
+fn block_device_entries_let_each_end_read_the_other() {
+    let mut h = H::new();
+    create_domain_entries(&mut h.xs, 0, "Domain-0").unwrap();
+    create_domain_entries(&mut h.xs, 3, "web").unwrap();
+    create_domain_entries(&mut h.xs, 4, "db").unwrap();
+    let paths = create_vbd_entries(&mut h.xs, 3, XVDA, 0, "disk0", false).unwrap();
+    assert_eq!(paths.frontend, "/local/domain/3/device/vbd/51712");
+    assert_eq!(paths.backend, "/local/domain/0/backend/vbd/3/51712");
+    let xs = &mut h.xs;
+    // The frontend reads the backend's and writes its own.
+    assert_eq!(xs.read(3, "device/vbd/51712/backend").unwrap(), paths.backend.as_bytes());
+    assert_eq!(xs.read(3, &format!("{}/params", paths.backend)).unwrap(), b"disk0");
+    assert_eq!(xs.read(3, &format!("{}/mode", paths.backend)).unwrap(), b"w");
+    xs.write(3, "device/vbd/51712/ring-ref", b"8").unwrap();
+    xs.write(3, "device/vbd/51712/state", b"3").unwrap();
+    assert_eq!(xs.write(3, &format!("{}/state", paths.backend), b"4"), Err(Errno::EACCES), "not the frontend's");
+    // The backend reads what the frontend wrote, and no one else can.
+    assert_eq!(xs.read(0, "/local/domain/3/device/vbd/51712/ring-ref").unwrap(), b"8");
+    assert_eq!(xs.get_perms(0, "/local/domain/3/device/vbd/51712/ring-ref").unwrap().to_string(), "n3,r0");
+    assert_eq!(xs.read(4, "/local/domain/3/device/vbd/51712/ring-ref"), Err(Errno::EACCES));
+    assert_eq!(xs.read(4, &format!("{}/params", paths.backend)), Err(Errno::EACCES));
+    // A new device replaces the old; removal takes the backend's directory.
+    xs.write(0, &format!("{}/sectors", paths.backend), b"8").unwrap();
+    create_vbd_entries(xs, 3, XVDA, 0, "disk1", true).unwrap();
+    assert_eq!(xs.read(0, &format!("{}/sectors", paths.backend)), Err(Errno::ENOENT));
+    assert_eq!(xs.read(3, &format!("{}/mode", paths.backend)).unwrap(), b"r");
+    remove_vbd_entries(xs, 3, 0).unwrap();
+    assert_eq!(xs.read(0, "/local/domain/0/backend/vbd/3"), Err(Errno::ENOENT));
+    remove_vbd_entries(xs, 3, 0).unwrap();
+    check_store(h.xs.store());
+}
+
+#[test]
 fn the_rust_api_checks_permissions_like_the_wire() {
     let mut h = H::new();
     create_domain_entries(&mut h.xs, 1, "one").unwrap();
