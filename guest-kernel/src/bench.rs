@@ -20,6 +20,15 @@
 //! - `update_va_mapping_invlpg`: `update_va_mapping` with `UVMF_INVLPG`,
 //!   switching one address between two frames.
 //!
+//! The grant-table benchmarks (after those, see [`grants`]), each per
+//! 4 KiB page: `memcpy_4k` (a plain copy, for scale), `grant_copy_4k` and
+//! `grant_copy_4k_batch16_per_page` (`GNTTABOP_copy` from a page granted
+//! to ourselves into our own frame, alone or 16 in one call),
+//! `grant_map_unmap_4k` and `grant_map_unmap_4k_batch16_per_page`
+//! (`GNTTABOP_map_grant_ref` then `GNTTABOP_unmap_grant_ref`, alone or 16
+//! per call) and `grant_map_touch_unmap_4k` (the map, a copy of the page
+//! out through the mapping, the unmap).
+//!
 //! Last, `evtchn_loopback_send`: `EVTCHNOP_send` on one end of a loopback
 //! channel (to ourselves) with upcalls unmasked, so the hypervisor
 //! delivers the upcall as the hypercall returns: the send, the bounce into
@@ -28,6 +37,8 @@
 //! The `bench-yield count=<N>` workload ([`yield_switch`]) is separate: it
 //! times `SCHEDOP_yield`, which only switches when another domain runs it
 //! too.
+
+mod grants;
 
 use crate::probe::{self, probe};
 use abi::guest::Hypercalls;
@@ -142,6 +153,7 @@ pub fn run() -> ! {
                 ("mmu_update_512", bench_mmu_update_batch(baseline)),
                 ("pin_unpin_4level", bench_pin_unpin(baseline)),
                 ("update_va_mapping_invlpg", bench_update_va_mapping(baseline)),
+                ("grant", grants::run(baseline)),
             ] {
                 if let Err(why) = result {
                     println!("bench: {what}: {why}");

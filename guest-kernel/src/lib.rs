@@ -44,11 +44,15 @@ pub mod upcall;
 pub mod xenbus;
 
 #[cfg(target_os = "none")]
+pub mod blkfront;
+#[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod entry;
 #[cfg(target_os = "none")]
 pub mod event;
+#[cfg(target_os = "none")]
+pub mod grant;
 #[cfg(target_os = "none")]
 pub mod hypercall;
 #[cfg(target_os = "none")]

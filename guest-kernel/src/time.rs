@@ -118,11 +118,23 @@ pub fn last_timer_ns() -> u64 {
 /// Returns once system time is at least `deadline_ns` (at once if it is
 /// already), letting other threads run meanwhile.
 pub fn sleep_until(deadline_ns: u64) -> Result<(), Errno> {
+    sleep_until_or(deadline_ns, || false).map(drop)
+}
+
+/// As [`sleep_until`], but returns early once `done` holds (it is checked
+/// after every upcall, with upcalls masked, and must not wait): whether it
+/// did.
+pub fn sleep_until_or(deadline_ns: u64, mut done: impl FnMut() -> bool) -> Result<bool, Errno> {
     timer_port()?;
     let me = &DEADLINES[thread::current()];
     me.store(deadline_ns, SeqCst);
     let mut armed = Ok(0);
+    let mut woken = false;
     event::wait_until(|| {
+        if done() {
+            woken = true;
+            return true;
+        }
         if now_ns() >= deadline_ns {
             return true;
         }
@@ -134,7 +146,7 @@ pub fn sleep_until(deadline_ns: u64) -> Result<(), Errno> {
         armed.is_err()
     });
     me.store(0, SeqCst);
-    armed.map(drop)
+    armed.map(|_| woken)
 }
 
 /// Sleeps for `ns` nanoseconds of system time.
