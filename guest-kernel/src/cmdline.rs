@@ -78,6 +78,19 @@ pub enum Workload {
     /// Talk to xenstore over the domain's store ring: read its name and
     /// id, write a node, try a node that is dom0's.
     Xenstore,
+    /// Use the PV block device `xvda`: write a pattern from `seed` over the
+    /// whole disk with many requests in flight, read it back, check that
+    /// requests beyond the disk fail. The pattern stays on the disk.
+    Blk,
+    /// Read the whole disk and check it holds `seed`'s pattern (what an
+    /// earlier `blk seed=<seed>` left).
+    BlkVerify,
+    /// Time the block device: sequential 4 KiB and 64 KiB reads and
+    /// writes, and a ring round trip.
+    BlkBench,
+    /// A block frontend that misbehaves: bad grant references, bad
+    /// segments, garbage requests, then a producer index far ahead.
+    BlkHostile,
 }
 
 /// One parameter a workload takes.
@@ -105,6 +118,7 @@ const BENCH_YIELD: &[Param] = &[Param { key: "count", default: Some(10_000), max
 const CONTROL: &[Param] = &[Param { key: "count", default: Some(1_000), max: u32::MAX as u64 }];
 const BUILD: &[Param] =
     &[Param { key: "memory_mib", default: Some(16), max: 1024 }, Param { key: "count", default: Some(1), max: 1000 }];
+const BLK: &[Param] = &[Param { key: "seed", default: Some(1), max: u32::MAX as u64 }];
 const MANY: &[Param] =
     &[Param { key: "memory_mib", default: Some(4), max: 1024 }, Param { key: "count", default: Some(1000), max: 4096 }];
 
@@ -135,6 +149,10 @@ impl Workload {
         Workload::Shell,
         Workload::Echo,
         Workload::Xenstore,
+        Workload::Blk,
+        Workload::BlkVerify,
+        Workload::BlkBench,
+        Workload::BlkHostile,
     ];
 
     /// The workload's command-line name.
@@ -161,6 +179,10 @@ impl Workload {
             Workload::Shell => "shell",
             Workload::Echo => "echo",
             Workload::Xenstore => "xenstore",
+            Workload::Blk => "blk",
+            Workload::BlkVerify => "blk-verify",
+            Workload::BlkBench => "blk-bench",
+            Workload::BlkHostile => "blk-hostile",
         }
     }
 
@@ -174,6 +196,7 @@ impl Workload {
             Workload::Control => CONTROL,
             Workload::Build => BUILD,
             Workload::Many => MANY,
+            Workload::Blk | Workload::BlkVerify => BLK,
             _ => &[],
         }
     }
@@ -181,7 +204,8 @@ impl Workload {
 
 /// The workloads' names, for messages.
 pub const KNOWN: &str = "selftest, bench, reboot, crash, fault-no-handler, fault-bad-stack, privileged, hostile, \
-                         ping, pong, spin, sleep, block, yield-spin, bench-yield, control, build, many, shell, echo, xenstore";
+                         ping, pong, spin, sleep, block, yield-spin, bench-yield, control, build, many, shell, echo, xenstore, blk, blk-verify, blk-bench, \
+                         blk-hostile";
 
 const _: () = assert!(MAX_PARAMS >= PEER_COUNT.len() && MAX_PARAMS >= SLEEP.len());
 

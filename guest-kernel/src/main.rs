@@ -5,7 +5,7 @@
 //! hypercalls in `control`, building a domain in `build`, a thousand at
 //! once in `many`, or the control
 //! domain's interactive `shell`, or `xenstore`, a client of the shell's
-//! xenstore).
+//! xenstore, or `blk*`, users of a PV disk).
 //!
 //! On the host this file builds to a program that says it is an image.
 #![cfg_attr(target_os = "none", no_std)]
@@ -16,6 +16,8 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod bench;
+#[cfg(target_os = "none")]
+mod blkload;
 #[cfg(target_os = "none")]
 mod build;
 #[cfg(target_os = "none")]
@@ -100,6 +102,10 @@ fn main() -> ! {
         Workload::Shell => shell::run(),
         Workload::Echo => echo::run(),
         Workload::Xenstore => xsclient::run(),
+        Workload::Blk => blkload::run(inv.get("seed")),
+        Workload::BlkVerify => blkload::verify(inv.get("seed")),
+        Workload::BlkBench => blkload::bench::run(),
+        Workload::BlkHostile => blkload::hostile::run(),
     }
 }
 

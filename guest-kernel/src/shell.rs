@@ -88,6 +88,7 @@
 //! PV console shows nothing; a debug build keeps it in the ring (and
 //! dom0's output only with `console_to_ring`).
 
+mod disks;
 mod domains;
 mod images;
 mod pvconsole;
@@ -243,9 +244,14 @@ pub fn run() -> ! {
     shell.interact()
 }
 
-/// Sleeps [`IDLE_MS`] on the timer (or, without one, yields).
+/// Sleeps [`IDLE_MS`] on the timer (or, without one, yields), or less if
+/// a device's port fires (a block request, a xenstore message).
 fn idle() {
-    if time::sleep_ns(IDLE_MS * NS_PER_MS).is_err() {
+    if disks::kicked() {
+        return;
+    }
+    let deadline = time::now_ns().saturating_add(IDLE_MS * NS_PER_MS);
+    if time::sleep_until_or(deadline, disks::kicked).is_err() {
         let _ = hv().sched_yield();
     }
 }
@@ -452,6 +458,23 @@ impl Shell {
                 Ok(())
             }
             Command::Upload { name, size } => self.upload(&name, size),
+            Command::Disks => {
+                println!("{:<24} {:>5} {:<6} {:>9} {:>7}", "NAME", "MiB", "USER", "REQUESTS", "ERRORS");
+                let disks: Vec<(String, u64, Option<DomId>)> =
+                    self.domains.disks().list().map(|(n, mib, user)| (n.to_string(), mib, user)).collect();
+                for (name, mib, user) in disks {
+                    let stats = user.and_then(|d| self.domains.vbd_of(d)).map(|v| v.stats());
+                    let (requests, errors) = stats.map_or((0, 0), |s| (s.requests, s.errors));
+                    let user = user.map_or_else(|| "-".to_string(), |d| format!("d{d}"));
+                    println!("{name:<24} {mib:>5} {user:<6} {requests:>9} {errors:>7}");
+                }
+                Ok(())
+            }
+            Command::Mkdisk { name, mib } => {
+                self.domains.disks().make(&name, mib).map_err(|e| format!("mkdisk: {e}"))?;
+                println!("made disk '{name}': {mib} MiB");
+                Ok(())
+            }
             Command::XenstoreLs(path) => {
                 let path = path.as_deref().unwrap_or("/");
                 let text = self.domains.store().ls(Some(path)).map_err(|e| format!("xenstore-ls: {path}: {e}"))?;
@@ -500,11 +523,20 @@ impl Shell {
     fn domain_events(&mut self) -> Vec<String> {
         let mut out = Vec::new();
         self.domains.poll_consoles(&mut self.ops);
-        self.domains.poll_stores(&mut self.ops);
+        self.poll_devices();
         if self.dom_exc_seen() {
             self.domains.check(&mut self.ops, &self.images, &mut out);
         }
         out
+    }
+
+    /// Serves the domains' xenstore rings and disks.
+    fn poll_devices(&mut self) {
+        self.domains.poll_stores(&mut self.ops);
+        if self.domains.poll_disks() {
+            // Requests remain: the next idle must not sleep.
+            disks::kick(0);
+        }
     }
 
     /// [`Shell::domain_events`], printed.
@@ -524,17 +556,8 @@ impl Shell {
     }
 
     fn create(&mut self, config: toolstack::config::DomainConfig) -> Result<(), String> {
-        let Some(image) = self.images.get(&config.kernel) else {
-            return Err(format!(
-                "create: no kernel image '{}' (see 'images'; hvctl create --kernel FILE uploads one)",
-                config.kernel.escape_debug()
-            ));
-        };
-        if config.disk.is_some() {
-            return Err("create: disk: there is no block backend".to_string());
-        }
         let name = config.name.clone();
-        let d = self.domains.create(&mut self.ops, image, config).map_err(|e| format!("create: {e}"))?;
+        let d = self.domains.create(&mut self.ops, &self.images, config).map_err(|e| format!("create: {e}"))?;
         println!("created d{d} '{name}'");
         Ok(())
     }
@@ -678,8 +701,9 @@ impl Shell {
         let (mut quiet, mut lingered) = (0u32, 0u32);
         let typist = self.typist();
         loop {
-            // The domain may be waiting on xenstore while it is watched.
-            self.domains.poll_stores(&mut self.ops);
+            // The domain may be waiting on xenstore or its disk while it
+            // is watched.
+            self.poll_devices();
             let Some(c) = self.domains.console_of(id) else { break };
             let _ = c.poll(&mut self.ops);
             let (new, next) = c.since(cursor);

@@ -2,7 +2,8 @@
 //! second serial line) on a Unix socket, as `cargo xtask run --socket PATH`
 //! sets it up; list, create, console output read back, input typed into a
 //! guest's console and its answer, JSON, a refused command, an image
-//! uploaded from the host and a domain created from it, destroy.
+//! uploaded from the host and a domain created from it, a disk image
+//! uploaded and read back by the domain given it, destroy.
 
 use hvtest::{image, Qemu, QEMU};
 use std::process::{Child, Command, Stdio};
@@ -96,6 +97,16 @@ fn hvctl_lists_creates_reads_the_console_and_destroys() {
     assert_eq!(bad.lines.len(), 1, "{bad:?}");
     assert!(bad.lines[0].starts_with("error: upload: bad image name 'ramdisk'"), "{bad:?}");
 
+    // A disk image made here, holding the pattern `blk seed=9` writes:
+    // uploaded, served to a domain as its disk, read back by it.
+    let disk = blk_pattern(9, 128);
+    let up = s.upload("host.img", &disk, STEP, &mut |_| {}).unwrap();
+    assert_eq!(up.status, 0, "{up:?}");
+    let v = s.run("create name=v memory=16 disk=host.img cmdline=\"blk-verify seed=9\"", STEP).unwrap();
+    assert_eq!(v.status, 0, "{v:?}");
+    let console = s.run("console v", STEP).unwrap();
+    assert!(console.lines.iter().any(|l| l == "BLK verify ok seed=9 sectors=128"), "{console:?}");
+
     let again = s.run("create name=idle memory=16 cmdline=block", STEP).unwrap().lines;
     assert!(again.iter().any(|l| l.starts_with("created d")), "{again:?}");
     let destroyed = s.run("destroy idle", STEP).unwrap().lines;
@@ -109,4 +120,16 @@ fn hvctl_lists_creates_reads_the_console_and_destroys() {
     assert!(log.contains("control port on COM2"), "{log}");
     assert!(!log.contains("created d1 'web'"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `sectors` 512-byte sectors of the pattern the guest's `blk seed=<seed>`
+/// writes (guest-kernel/src/blkload.rs): word `w` of sector `s`.
+fn blk_pattern(seed: u64, sectors: u64) -> Vec<u8> {
+    let word = |s: u64, w: u64| {
+        let mut x = (seed << 40) ^ (s * 64 + w) ^ 0x9e37_79b9_7f4a_7c15;
+        x ^= x >> 29;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^ (x >> 32)
+    };
+    (0..sectors).flat_map(|s| (0..64).flat_map(move |w| word(s, w).to_le_bytes())).collect()
 }

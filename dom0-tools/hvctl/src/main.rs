@@ -6,6 +6,7 @@
 //! cargo run -p hvctl -- --socket /tmp/hv.sock --json list
 //! cargo run -p hvctl -- --socket /tmp/hv.sock create name=web memory=16 'cmdline="spin until_ms=60000"'
 //! cargo run -p hvctl -- --socket /tmp/hv.sock create --kernel my-kernel.elf name=mine memory=32
+//! cargo run -p hvctl -- --socket /tmp/hv.sock create --disk disk.img name=db memory=16 'cmdline="blk seed=1"'
 //! cargo run -p hvctl -- --socket /tmp/hv.sock console web   # Ctrl-] Enter, or Ctrl-D, detaches
 //! ```
 //!
@@ -13,7 +14,10 @@
 //! status is 0 if the command succeeded, 1 if the shell reported an
 //! error, 2 if the shell could not be reached or the arguments were bad.
 //! `create --kernel FILE` first uploads FILE (as its file name, with a
-//! progress bar on a terminal), then creates the domain from it.
+//! progress bar on a terminal), then creates the domain from it;
+//! `--disk FILE` likewise uploads a disk image and gives it to the domain
+//! as `disk=<file name>` (the shell makes a disk of it the first time that
+//! name is used; later domains given the name share what was written).
 
 use clap::Parser;
 use std::io::IsTerminal;
@@ -35,7 +39,7 @@ struct Cli {
     #[arg(long, default_value_t = 60)]
     timeout: u64,
     /// The shell command and its arguments: list, create [--kernel FILE]
-    /// KEY=VALUE..., destroy ID, pause ID, unpause ID, shutdown ID,
+    /// [--disk FILE] KEY=VALUE..., disks, mkdisk NAME MIB, destroy ID, pause ID, unpause ID, shutdown ID,
     /// reboot ID, console ID, info, dmesg, images, help.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -52,23 +56,32 @@ fn main() -> ExitCode {
     }
 }
 
-/// `create --kernel FILE rest...`: the file and the rest.
-fn split_kernel(words: &[String]) -> Result<(Option<PathBuf>, Vec<String>), String> {
-    let mut kernel = None;
+/// The files `create` uploads first: `(--kernel, --disk)`.
+type Uploads = [Option<PathBuf>; 2];
+
+/// `create --kernel FILE --disk FILE rest...`: the files and the rest.
+fn split_uploads(words: &[String]) -> Result<(Uploads, Vec<String>), String> {
+    let mut files: Uploads = [None, None];
     let mut rest = Vec::new();
     let mut it = words.iter();
     while let Some(w) = it.next() {
-        if w == "--kernel" {
-            let file = it.next().ok_or("create: --kernel needs a file")?;
-            kernel = Some(PathBuf::from(file));
-        } else if let Some(file) = w.strip_prefix("--kernel=") {
-            kernel = Some(PathBuf::from(file));
-        } else {
+        let slot = UPLOAD_FLAGS.iter().position(|(flag, _)| w == flag || w.starts_with(&format!("{flag}=")));
+        let Some(slot) = slot else {
             rest.push(w.clone());
-        }
+            continue;
+        };
+        let flag = UPLOAD_FLAGS[slot].0;
+        let file = match w.strip_prefix(&format!("{flag}=")) {
+            Some(file) => file,
+            None => it.next().ok_or_else(|| format!("create: {flag} needs a file"))?,
+        };
+        files[slot] = Some(PathBuf::from(file));
     }
-    Ok((kernel, rest))
+    Ok((files, rest))
 }
+
+/// `create`'s upload flags and the key each sets.
+const UPLOAD_FLAGS: [(&str, &str); 2] = [("--kernel", "kernel"), ("--disk", "disk")];
 
 fn run(cli: &Cli) -> Result<ExitCode, String> {
     let timeout = Duration::from_secs(cli.timeout);
@@ -80,23 +93,24 @@ fn run(cli: &Cli) -> Result<ExitCode, String> {
         return Err("upload images with 'create --kernel FILE ...'".into());
     }
     let mut words = cli.command.clone();
-    let mut image = None;
+    let mut images = Vec::new();
     if verb == "create" {
-        let (kernel, rest) = split_kernel(&words[1..])?;
-        if let Some(path) = kernel {
-            let bytes = std::fs::read(&path).map_err(|e| format!("--kernel {}: {e}", path.display()))?;
+        let (files, rest) = split_uploads(&words[1..])?;
+        words = std::iter::once("create".to_string()).chain(rest).collect();
+        for ((flag, key), path) in UPLOAD_FLAGS.into_iter().zip(files) {
+            let Some(path) = path else { continue };
+            let bytes = std::fs::read(&path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
             let name = hvctl::image_name(&path);
-            if rest.iter().any(|w| w.starts_with("kernel=")) {
-                return Err("create: give the kernel either as --kernel FILE or as kernel=NAME, not both".into());
+            if words.iter().any(|w| w.starts_with(&format!("{key}="))) {
+                return Err(format!("create: give the {key} either as {flag} FILE or as {key}=NAME, not both"));
             }
-            words = std::iter::once("create".to_string()).chain(rest).collect();
-            words.push(format!("kernel={name}"));
-            image = Some((name, bytes));
+            words.push(format!("{key}={name}"));
+            images.push((name, bytes));
         }
     }
     let socket = cli.socket.display();
     let mut session = hvctl::Session::connect(&cli.socket, timeout).map_err(|e| format!("{socket}: {e}"))?;
-    if let Some((name, bytes)) = image {
+    for (name, bytes) in images {
         let bar = std::io::stderr().is_terminal();
         let total = bytes.len();
         let reply = session
@@ -157,5 +171,25 @@ fn quote(word: &str) -> String {
         }
         None if needs(word) => format!("\"{}\"", word.replace('\\', "\\\\").replace('"', "\\\"")),
         _ => word.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn create_takes_a_kernel_and_a_disk_to_upload() {
+        let ([kernel, disk], rest) = split_uploads(&words("--kernel k.elf name=a --disk=d.img memory=8")).unwrap();
+        assert_eq!(kernel, Some(PathBuf::from("k.elf")));
+        assert_eq!(disk, Some(PathBuf::from("d.img")));
+        assert_eq!(rest, words("name=a memory=8"));
+        let ([kernel, disk], rest) = split_uploads(&words("name=a")).unwrap();
+        assert_eq!((kernel, disk, rest), (None, None, words("name=a")));
+        assert_eq!(split_uploads(&words("name=a --disk")).unwrap_err(), "create: --disk needs a file");
     }
 }

@@ -31,6 +31,7 @@ use toolstack::command::DOM0_NAME;
 use toolstack::config::{Action, DomainConfig};
 use toolstack::status::{action_for, Reason};
 
+use super::disks::{Disks, Vbd};
 use super::images::Images;
 use super::pvconsole::PvConsole;
 use super::store::{Store, StoreRing};
@@ -60,6 +61,8 @@ struct Managed {
     /// Dom0's end of its xenstore ring (`None` if connecting failed: the
     /// domain then gets no answers, and the failure was printed).
     store: Option<StoreRing>,
+    /// Its disk's backend, if its configuration names a disk.
+    vbd: Option<Vbd>,
 }
 
 /// The domains the shell built, in the order it built them.
@@ -68,6 +71,8 @@ pub struct Domains {
     list: Vec<Managed>,
     /// The xenstore the domains are served from.
     store: Store,
+    /// The disk images their disks are served from.
+    disks: Disks,
 }
 
 impl Domains {
@@ -85,11 +90,24 @@ impl Domains {
     /// it. Fails, leaving nothing behind, if the shell has a domain of that
     /// name, if the builder fails (it destroys what it made), or if the
     /// domain cannot be unpaused (it is destroyed).
-    pub fn create(&mut self, ops: &mut Dom0Ops, image: &[u8], config: DomainConfig) -> Result<DomId, String> {
-        self.build(ops, image, config, 0)
+    /// A configuration's `disk=` names a disk image (made from the
+    /// uploaded image of that name the first time, see [`Disks`]).
+    pub fn create(&mut self, ops: &mut Dom0Ops, images: &Images, config: DomainConfig) -> Result<DomId, String> {
+        self.build(ops, images, config, 0)
     }
 
-    fn build(&mut self, ops: &mut Dom0Ops, image: &[u8], config: DomainConfig, quick: u32) -> Result<DomId, String> {
+    /// The disk images.
+    pub fn disks(&mut self) -> &mut Disks {
+        &mut self.disks
+    }
+
+    fn build(&mut self, ops: &mut Dom0Ops, images: &Images, config: DomainConfig, quick: u32) -> Result<DomId, String> {
+        let Some(image) = images.get(&config.kernel) else {
+            return Err(format!(
+                "no kernel image '{}' (see 'images'; hvctl create --kernel FILE uploads one)",
+                config.kernel.escape_debug()
+            ));
+        };
         if let Some(m) = self.list.iter().find(|m| m.config.name == config.name) {
             return Err(format!("a domain named '{}' exists (d{})", config.name, m.domid));
         }
@@ -103,9 +121,27 @@ impl Domains {
                 None
             }
         };
+        let vbd = match &config.disk {
+            Some(disk) => match Vbd::attach(&mut self.store, &mut self.disks, d, disk, images.get(disk)) {
+                Ok(vbd) => Some(vbd),
+                Err(e) => {
+                    drop(console);
+                    drop(store);
+                    self.store.disconnect(d);
+                    return Err(match ops::destroy(d) {
+                        Ok(()) => e,
+                        Err(e2) => format!("{e}; destroydomain: {e2}: d{d} is left behind"),
+                    });
+                }
+            },
+            None => None,
+        };
         if let Err(e) = ops::unpause(d) {
             drop(console);
             drop(store);
+            if let Some(vbd) = vbd {
+                vbd.detach(&mut self.store, &mut self.disks);
+            }
             self.store.disconnect(d);
             return Err(match ops::destroy(d) {
                 Ok(()) => format!("unpausedomain d{d}: {e}"),
@@ -121,6 +157,7 @@ impl Domains {
             preserved: false,
             console,
             store,
+            vbd,
         });
         Ok(d)
     }
@@ -142,6 +179,21 @@ impl Domains {
         }
     }
 
+    /// Serves every domain's disk; whether requests remain (poll again
+    /// without idling).
+    pub fn poll_disks(&mut self) -> bool {
+        let mut more = false;
+        for vbd in self.list.iter_mut().filter_map(|m| m.vbd.as_mut()) {
+            more |= vbd.poll(&mut self.store, &mut self.disks);
+        }
+        more
+    }
+
+    /// `domid`'s disk backend, if it has one.
+    pub fn vbd_of(&self, domid: DomId) -> Option<&Vbd> {
+        self.list.iter().find(|m| m.domid == domid).and_then(|m| m.vbd.as_ref())
+    }
+
     /// The shell's xenstore.
     pub fn store(&mut self) -> &mut Store {
         &mut self.store
@@ -149,7 +201,10 @@ impl Domains {
 
     /// Removes entry `i`, releasing its domain from xenstore.
     fn remove(&mut self, i: usize) -> Managed {
-        let m = self.list.remove(i);
+        let mut m = self.list.remove(i);
+        if let Some(vbd) = m.vbd.take() {
+            vbd.detach(&mut self.store, &mut self.disks);
+        }
         self.store.disconnect(m.domid);
         m
     }
@@ -217,11 +272,7 @@ impl Domains {
             }
             if action == Action::Restart {
                 let name = m.config.name.clone();
-                let Some(image) = images.get(&m.config.kernel) else {
-                    out.push(format!("d{d} '{name}' restart failed: no kernel image '{}'", m.config.kernel));
-                    continue;
-                };
-                match self.build(ops, image, m.config, quick) {
+                match self.build(ops, images, m.config, quick) {
                     Ok(new) => out.push(format!("created d{new} '{name}'")),
                     Err(e) => out.push(format!("d{d} '{name}' restart failed: {e}")),
                 }

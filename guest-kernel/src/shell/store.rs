@@ -42,6 +42,7 @@ pub struct StoreRing {
 
 impl Drop for StoreRing {
     fn drop(&mut self) {
+        guest_kernel::event::set_handler(self.port, None);
         let _ = hv().evtchn_close(self.port);
     }
 }
@@ -86,6 +87,8 @@ impl Store {
                 return Err(format!("introduce d{domid}: {e}"));
             }
         };
+        // Requests wake the shell from its idle sleep.
+        guest_kernel::event::set_handler(port, Some(super::disks::kick));
         let ring = StoreRing { domid, mfn, port, conn };
         let ready = ops.with_foreign_frame(domid, mfn, |page| {
             // SAFETY: `page` is the domain's store frame, mapped read-write
@@ -117,6 +120,11 @@ impl Store {
     pub fn disconnect(&mut self, domid: DomId) {
         let _ = self.xs.release(domid);
         let _ = remove_domain_entries(&mut self.xs, domid);
+    }
+
+    /// The daemon itself, for the toolstack's entries.
+    pub fn xenstored(&mut self) -> &mut Xenstored {
+        &mut self.xs
     }
 
     /// `xenstore-ls` of `path` (default `/`).
