@@ -64,7 +64,7 @@ pub struct Disk {
 macro_rules! ensure {
     ($cond:expr, $($why:tt)*) => {
         if !$cond {
-            return Err(msg!($($why)*));
+            return Err(guest_kernel::msg!($($why)*));
         }
     };
 }
@@ -165,11 +165,14 @@ pub struct Pass {
 /// writes fill each slot with `seed`'s pattern first, reads check it (if
 /// `seed` is given).
 pub fn pass(disk: &mut Disk, op: u8, seed: Option<u64>) -> Result<Pass, Msg> {
-    sweep(disk, op, 0, disk.front.sectors, PAGES as u64 * SECTORS_PER_PAGE, seed)
+    sweep(disk, op, &[PAGES as u64 * SECTORS_PER_PAGE], seed)
 }
 
-/// [`pass`] over sectors `start..end`, `per_request` sectors a request.
-pub fn sweep(disk: &mut Disk, op: u8, start: u64, end: u64, per_request: u64, seed: Option<u64>) -> Result<Pass, Msg> {
+/// [`pass`] with requests of `sizes[0]`, `sizes[1]`, ... sectors in turn
+/// (each at most a request's 88).
+pub fn sweep(disk: &mut Disk, op: u8, sizes: &[u64], seed: Option<u64>) -> Result<Pass, Msg> {
+    let (start, end) = (0, disk.front.sectors);
+    let mut size = sizes.iter().copied().cycle();
     let mut free: Vec<usize> = (0..disk.slots.len()).collect();
     let (mut next, mut in_flight) = (start, 0usize);
     let mut out = Pass { requests: 0, max_in_flight: 0 };
@@ -177,6 +180,7 @@ pub fn sweep(disk: &mut Disk, op: u8, start: u64, end: u64, per_request: u64, se
         while next < end && disk.front.free_slots() > 0 {
             let Some(id) = free.pop() else { break };
             let slot = &mut disk.slots[id];
+            let per_request = size.next().unwrap_or(SECTORS_PER_PAGE).min(PAGES as u64 * SECTORS_PER_PAGE);
             (slot.at, slot.sectors) = (next, per_request.min(end - next));
             if let (BLKIF_OP_WRITE, Some(seed)) = (op, seed) {
                 fill(slot, seed);

@@ -13,9 +13,13 @@
 //! alive ([`scaling`]): the instructions to create the k-th and the
 //! hypervisor memory each costs.
 //!
+//! Last, a domain reads and writes a disk dom0 serves over the PV block
+//! device ([`block`]).
+//!
 //! Output: a table on stdout, `target/bench/report.json`,
 //! `target/bench/report.md` and `target/bench/domain_scaling.svg`.
 
+mod block;
 mod scaling;
 
 use crate::setup::{self, Need};
@@ -49,6 +53,12 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "evtchn_loopback_send",
         "EVTCHNOP_send on a loopback channel to the domain itself, upcalls unmasked: send, upcall into the event callback, handler, iret",
     ),
+    ("memcpy_4k", "a plain copy of 4096 bytes between two of the domain's frames (the physical limit)"),
+    ("grant_copy_4k", "one GNTTABOP_copy of 4096 bytes from a page granted to the domain itself into a frame of its own"),
+    ("grant_copy_4k_batch16_per_page", "one GNTTABOP_copy call of 16 such copies, divided by 16"),
+    ("grant_map_unmap_4k", "GNTTABOP_map_grant_ref (read-write host mapping) then GNTTABOP_unmap_grant_ref of one page"),
+    ("grant_map_unmap_4k_batch16_per_page", "a map call and an unmap call of 16 pages each, divided by 16"),
+    ("grant_map_touch_unmap_4k", "the map, a copy of the 4096 bytes through the mapping, then the unmap"),
     (
         "domain_build",
         "dom0 builds a 16 MiB domain of the minimal guest with the toolstack's builder (create, populate, write kernel/p2m/start_info/page tables, pin, hypercall page, vCPU context)",
@@ -151,6 +161,9 @@ pub fn run() -> Result {
     eprintln!("xtask: domain scaling on hv: {} domains alive at once (-icount shift=0,sleep=off)", scaling::COUNT);
     let scaled = scaling::measure(&guest, icount);
 
+    eprintln!("xtask: the PV block device on hv, with and without -icount");
+    let blocks = block::measure(&guest, icount);
+
     let dir = crate::root().join("target").join("bench");
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let mut report = json(&columns);
@@ -184,12 +197,26 @@ pub fn run() -> Result {
             let _ = writeln!(scaling_md, "Unavailable: {why}");
         }
     }
+    match &blocks {
+        Ok(rows) => {
+            let _ = writeln!(report, "  ,\"block\": {}", block::json(rows));
+        }
+        Err(why) => {
+            let _ = writeln!(report, "  ,\"block\": {{\"unavailable\": {}}}", json_string(why));
+        }
+    }
     report.push_str("}\n");
     write(&dir.join("report.json"), &report)?;
     let mut md = markdown(&columns);
     md.push_str("\n## Wall time\n\nThe domain's life again, without `-icount`: nanoseconds of pvclock time under TCG on this host, a rough scale only.\n\n");
     md.push_str(&table_titled(&wall, "ns of pvclock time, no -icount"));
     md.push_str(&scaling_md);
+    match &blocks {
+        Ok(rows) => md.push_str(&block::markdown(rows)),
+        Err(why) => {
+            let _ = write!(md, "\n## Block device\n\nUnavailable: {why}\n");
+        }
+    }
     write(&dir.join("report.md"), &md)?;
     print!("{}", table(&columns));
     print!("{}", table_titled(&wall, "wall time, ns of pvclock (no -icount; TCG on this host: a rough scale)"));
@@ -200,6 +227,20 @@ pub fn run() -> Result {
             }
         }
         Err(why) => println!("domain scaling: unavailable: {why}"),
+    }
+    match &blocks {
+        Ok(rows) => {
+            for r in rows {
+                let rate = r.mib_per_s().map_or_else(|| "-".into(), |v| format!("{v:.1} MiB/s"));
+                println!(
+                    "block: {} = {} instructions, {:.3} MiB per M instructions, {rate}",
+                    r.name,
+                    r.instr,
+                    r.mib_per_minstr()
+                );
+            }
+        }
+        Err(why) => println!("block: unavailable: {why}"),
     }
     eprintln!("xtask: wrote target/bench/report.json, report.md and domain_scaling.svg");
     Ok(())
