@@ -119,6 +119,19 @@ pub fn image(name: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// Boots the hypervisor with dom0's shell running `script` (commands
+/// separated by `;`, as after `shell --`), the guest kernel as the image
+/// `create` builds from, in 512 MiB; its outcome. Panics if it cannot run.
+pub fn shell_session(script: &str, timeout: std::time::Duration) -> Outcome {
+    let guest = image("guest-kernel.elf").unwrap_or_else(|e| panic!("{e}"));
+    let q = Qemu::hypervisor()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .memory_mib(512)
+        .module(&guest, &format!("shell -- {script}"))
+        .module(&guest, "");
+    q.run(timeout).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A QEMU command line for booting the hypervisor.
 #[derive(Clone, Debug)]
 pub struct Qemu {

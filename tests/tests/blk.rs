@@ -7,19 +7,13 @@
 //! and dom0 goes on serving.
 
 use hv::exit::Exit;
-use hvtest::{image, Outcome, Qemu};
+use hvtest::Outcome;
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 fn shell(script: &str) -> Outcome {
-    let guest = image("guest-kernel.elf").unwrap_or_else(|e| panic!("{e}"));
-    let q = Qemu::hypervisor()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .memory_mib(512)
-        .module(&guest, &format!("shell -- {script}"))
-        .module(&guest, "");
-    q.run(TIMEOUT).unwrap_or_else(|e| panic!("{e}"))
+    hvtest::shell_session(script, TIMEOUT)
 }
 
 /// The number after `key=` in `line`.

@@ -30,6 +30,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
+use core::ops::RangeInclusive;
 
 use abi::mm::DOMID_FIRST_RESERVED;
 
@@ -531,36 +532,39 @@ pub fn image_name_ok(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-/// `upload`'s arguments.
-fn upload_args(args: &[Word<'_>]) -> Result<Command, CommandError> {
-    let [name, size] = args else {
-        return Err(CommandError::Usage(Verb::Upload));
+/// The `<name> <number>` arguments of `upload` and `mkdisk`: the name,
+/// checked as an image name, and the number, if it is decimal and within
+/// `range`.
+fn name_and_number(
+    verb: Verb,
+    args: &[Word<'_>],
+    range: RangeInclusive<usize>,
+) -> Result<(String, Option<usize>), CommandError> {
+    let [name, number] = args else {
+        return Err(CommandError::Usage(verb));
     };
     if !image_name_ok(&name.text) {
-        return Err(CommandError::BadImageName(Verb::Upload, name.text.clone()));
+        return Err(CommandError::BadImageName(verb, name.text.clone()));
     }
-    let bytes = Some(&size.text)
+    let n = Some(&number.text)
         .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|t| t.parse::<usize>().ok())
-        .filter(|n| (1..=MAX_IMAGE_BYTES).contains(n))
-        .ok_or_else(|| CommandError::BadImageSize(size.text.clone()))?;
-    Ok(Command::Upload { name: name.text.clone(), size: bytes })
+        .filter(|n| range.contains(n));
+    Ok((name.text.clone(), n))
+}
+
+/// `upload`'s arguments.
+fn upload_args(args: &[Word<'_>]) -> Result<Command, CommandError> {
+    let (name, size) = name_and_number(Verb::Upload, args, 1..=MAX_IMAGE_BYTES)?;
+    let size = size.ok_or_else(|| CommandError::BadImageSize(args[1].text.clone()))?;
+    Ok(Command::Upload { name, size })
 }
 
 /// `mkdisk`'s arguments.
 fn mkdisk_args(args: &[Word<'_>]) -> Result<Command, CommandError> {
-    let [name, size] = args else {
-        return Err(CommandError::Usage(Verb::Mkdisk));
-    };
-    if !image_name_ok(&name.text) {
-        return Err(CommandError::BadImageName(Verb::Mkdisk, name.text.clone()));
-    }
-    let mib = Some(&size.text)
-        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|t| t.parse::<u32>().ok())
-        .filter(|n| (1..=MAX_DISK_MIB).contains(n))
-        .ok_or_else(|| CommandError::BadDiskSize(size.text.clone()))?;
-    Ok(Command::Mkdisk { name: name.text.clone(), mib })
+    let (name, mib) = name_and_number(Verb::Mkdisk, args, 1..=MAX_DISK_MIB as usize)?;
+    let mib = mib.and_then(|n| u32::try_from(n).ok()).ok_or_else(|| CommandError::BadDiskSize(args[1].text.clone()))?;
+    Ok(Command::Mkdisk { name, mib })
 }
 
 /// The command a line asks for; `Ok(None)` for a blank line or a comment.
