@@ -231,6 +231,10 @@ pub fn run() -> Result {
     match &blocks {
         Ok(rows) => {
             for r in rows {
+                if r.bytes == 0 {
+                    println!("block: {} = {} instructions", r.name, r.instr);
+                    continue;
+                }
                 let rate = r.mib_per_s().map_or_else(|| "-".into(), |v| format!("{v:.1} MiB/s"));
                 println!(
                     "block: {} = {} instructions, {:.3} MiB per M instructions, {rate}",

@@ -44,7 +44,7 @@ impl Row {
 
     /// MiB moved per second of pvclock time without `-icount`.
     pub fn mib_per_s(&self) -> Option<f64> {
-        self.wall_ns.map(|ns| mib(self.bytes) / (ns.max(1) as f64 / 1e9))
+        self.wall_ns.filter(|_| self.bytes > 0).map(|ns| mib(self.bytes) / (ns.max(1) as f64 / 1e9))
     }
 }
 
@@ -161,6 +161,7 @@ mod tests {
         assert!((row.mib_per_minstr() - 2.0).abs() < 1e-9);
         assert_eq!(row.mib_per_s(), Some(8.0));
         assert!(markdown(std::slice::from_ref(&row)).contains("| r | 16777216 | 512 | 8000000 | 15625 | 2.000 | 8.0 |"));
-        assert!(json(&[row]).contains("\"r\": {\"bytes\": 16777216"));
+        assert!(json(std::slice::from_ref(&row)).contains("\"r\": {\"bytes\": 16777216"));
+        assert_eq!(Row { bytes: 0, ..row }.mib_per_s(), None, "no rate for a round trip without data");
     }
 }
