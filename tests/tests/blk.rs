@@ -103,3 +103,17 @@ fn bad_disk_commands_get_one_line_and_change_nothing() {
     assert!(lines.contains(&"BLK pass seed=5"), "{}", o.report());
     assert!(lines.contains(&"dom0: exit status=5"), "{}", o.report());
 }
+
+/// A boot module as a disk: `disk=ramdisk` serves a copy of dom0's
+/// ramdisk module (here the guest kernel's image), padded to whole pages.
+#[test]
+fn dom0s_boot_module_serves_as_a_disk() {
+    let o = shell("create name=m memory=16 disk=ramdisk cmdline=\"blk seed=2\"; console m; disks; exit");
+    let bytes = std::fs::metadata(hvtest::image("guest-kernel.elf").unwrap()).unwrap().len();
+    let sectors = bytes.div_ceil(4096) * 8;
+    let lines: Vec<&str> = o.serial.lines().collect();
+    let want = format!("BLK connected sectors={sectors} sector_size=512 backend=d0 ring=32");
+    assert!(lines.contains(&want.as_str()), "{want}\n{}", o.report());
+    assert!(lines.contains(&"BLK pass seed=2"), "{}", o.report());
+    assert!(lines.contains(&"dom0: exit status=0"), "{}", o.report());
+}
