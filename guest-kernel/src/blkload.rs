@@ -16,6 +16,7 @@
 //! - `blk-bench`: see [`bench`].
 
 use alloc::vec::Vec;
+use guest_kernel::ensure;
 
 use abi::blkif::{
     BlkifRequest, BlkifRequestSegment, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_READ, BLKIF_OP_WRITE,
@@ -59,16 +60,6 @@ pub struct Disk {
     pub front: Blkfront,
     pub slots: Vec<Slot>,
 }
-
-/// Fails with a formatted reason unless `cond` holds.
-macro_rules! ensure {
-    ($cond:expr, $($why:tt)*) => {
-        if !$cond {
-            return Err(guest_kernel::msg!($($why)*));
-        }
-    };
-}
-pub(crate) use ensure;
 
 /// Connects to `xvda` and grants the slots' pages, or says why not.
 pub fn open(workload: &str) -> Result<Disk, Msg> {

@@ -19,6 +19,7 @@ use abi::sched::{ShutdownReason, XENFEAT_AUTO_TRANSLATED_PHYSMAP, XEN_CAPABILITI
 use abi::version::XEN_VERSION_PACKED;
 use abi::Errno;
 use core::sync::atomic::{AtomicU64, Ordering};
+use guest_kernel::ensure;
 use guest_kernel::frame::{SoftwareVector, BP, DE, GP, GP_ERROR_IDT, PF, RFLAGS_IF, UD};
 use guest_kernel::hypercall::{self, hv};
 use guest_kernel::layout::{pte, table_index, INVALID_P2M_ENTRY, PAGE_SIZE, VIRT_BASE};
@@ -31,15 +32,6 @@ pub type Check = Result<(), Msg>;
 
 /// A check that needs the trap table.
 pub type TrapCheck = (&'static str, fn() -> Check);
-
-/// Fails the check with a formatted reason unless `cond` holds.
-macro_rules! ensure {
-    ($cond:expr, $($why:tt)*) => {
-        if !$cond {
-            return Err(msg!($($why)*));
-        }
-    };
-}
 
 mod events;
 mod grants;

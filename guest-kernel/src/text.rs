@@ -159,6 +159,17 @@ macro_rules! msg {
     }};
 }
 
+/// Returns `Err(msg!(...))` from the enclosing function unless `cond`
+/// holds: `ensure!(n == 3, "got {n}")`.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($why:tt)*) => {
+        if !$cond {
+            return Err($crate::msg!($($why)*));
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

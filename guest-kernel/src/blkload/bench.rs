@@ -22,7 +22,9 @@ use guest_kernel::println;
 use guest_kernel::text::Msg;
 use guest_kernel::time::{now_ns, rdtsc};
 
-use super::{ensure, finish, one, open, sweep, Disk};
+use guest_kernel::ensure;
+
+use super::{finish, one, open, sweep, Disk};
 
 /// Round trips measured.
 pub const RTT_RUNS: usize = 201;

@@ -23,7 +23,9 @@ use guest_kernel::text::Msg;
 use guest_kernel::time::{self, NS_PER_MS};
 use guest_kernel::xenbus::Xenbus;
 
-use super::{ensure, finish, one, open, request, Disk};
+use guest_kernel::ensure;
+
+use super::{finish, one, open, request, Disk};
 
 /// Garbage requests sent in step 3.
 pub const GARBAGE: usize = 200;

@@ -24,20 +24,12 @@ use abi::sched::{VcpuRegisterVcpuInfo, NR_VIRQS, VCPU_SSHOTTMR_FUTURE, VIRQ_DOM_
 use abi::Errno;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use guest_kernel::ensure;
 use guest_kernel::event::{self, Port};
 use guest_kernel::frame::RFLAGS_IF;
 use guest_kernel::hypercall::{self, hv};
 use guest_kernel::time::{self, now_ns, NS_PER_MS};
 use guest_kernel::{entry, mm, msg, println, shared, thread};
-
-/// Fails the check with a formatted reason unless `cond` holds.
-macro_rules! ensure {
-    ($cond:expr, $($why:tt)*) => {
-        if !$cond {
-            return Err(msg!($($why)*));
-        }
-    };
-}
 
 /// The checks, in order (`events_init` first).
 pub const CHECKS: [TrapCheck; 20] = [

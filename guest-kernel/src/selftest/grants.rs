@@ -19,21 +19,13 @@ use abi::mm::DOMID_SELF;
 use abi::Errno;
 use alloc::vec;
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use guest_kernel::ensure;
 use guest_kernel::hypercall::hv;
 use guest_kernel::layout::{PAGE_SIZE, SCRATCH_BASE};
 use guest_kernel::mm::{self, Frame};
 use guest_kernel::pagetable::{entry_mfn, Prot};
 use guest_kernel::text::Msg;
 use guest_kernel::{msg, println};
-
-/// Fails the check with a formatted reason unless `cond` holds.
-macro_rules! ensure {
-    ($cond:expr, $($why:tt)*) => {
-        if !$cond {
-            return Err(msg!($($why)*));
-        }
-    };
-}
 
 /// The checks, in order (`grant_setup` first).
 pub const CHECKS: [TrapCheck; 6] = [

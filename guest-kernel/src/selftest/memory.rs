@@ -15,6 +15,7 @@ use abi::mm::{MmuUpdate, MmuextOp, MMUEXT_TLB_FLUSH_LOCAL, UVMF_INVLPG, UVMF_LOC
 use abi::Errno;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use guest_kernel::ensure;
 use guest_kernel::frame::{PF, RFLAGS_IF};
 use guest_kernel::hypercall::hv;
 use guest_kernel::layout::{pte, table_index, va_of_pfn, PAGE_SIZE, SCRATCH_BASE, USER_CODE, USER_STACK};
@@ -22,15 +23,6 @@ use guest_kernel::mm::{self, Frame};
 use guest_kernel::pagetable::{entry_mfn, entry_prot, is_present, leaf_entry, pt_update, Prot};
 use guest_kernel::user::{Exit, Program, Task, HELLO, SYS_ADD, SYS_EXIT, SYS_WRITE, USER_FAULT_ADDR};
 use guest_kernel::{entry, msg, println, shared};
-
-/// Fails the check with a formatted reason unless `cond` holds.
-macro_rules! ensure {
-    ($cond:expr, $($why:tt)*) => {
-        if !$cond {
-            return Err(msg!($($why)*));
-        }
-    };
-}
 
 /// The checks, in order (`mm_init` first).
 pub const CHECKS: [TrapCheck; 12] = [
