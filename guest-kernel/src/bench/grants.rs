@@ -25,7 +25,6 @@
 //! which pages are mapped).
 
 use super::{failed, frames, give_back, median_ticks, ITERATIONS, MEMORY_ITERATIONS};
-use abi::event_channel::EVTCHNSTAT_UNBOUND;
 use abi::grant_table::{
     GnttabCopy, GnttabCopyPtr, GnttabMapGrantRef, GnttabUnmapGrantRef, GNTCOPY_SOURCE_GREF, GNTMAP_HOST_MAP, GNTST_OKAY,
 };
@@ -94,7 +93,7 @@ enum Leak {
 /// and the references, in order), then ends the grants.
 fn with_grants(src: &[Frame], body: impl FnOnce(u16, &[GrantRef]) -> Result<(), Msg>) -> Result<(), Leak> {
     grant::init().map_err(|e| Leak::Nothing(failed("grant::init", e)))?;
-    let me = own_domid().map_err(Leak::Nothing)?;
+    let me = guest_kernel::event::own_domid().map_err(|e| Leak::Nothing(failed("own domid", e)))?;
     let mut grefs = Vec::new();
     grefs.try_reserve_exact(src.len()).map_err(|_| Leak::Nothing(msg!("no heap for {} grants", src.len())))?;
     let mut r = Ok(());
@@ -121,19 +120,6 @@ fn with_grants(src: &[Frame], body: impl FnOnce(u16, &[GrantRef]) -> Result<(), 
         (Err(why), None) => Err(Leak::Nothing(why)),
         (Ok(()), None) => Ok(()),
     }
-}
-
-/// Our domain id: the remote end the hypervisor reports for a port
-/// allocated for `DOMID_SELF` (as the grant selftest finds it).
-fn own_domid() -> Result<u16, Msg> {
-    let port = hv().evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF).map_err(|e| failed("alloc_unbound", e))?;
-    let s = hv().evtchn_status(DOMID_SELF, port).map_err(|e| failed("evtchn_status", e));
-    let _ = hv().evtchn_close(port);
-    let s = s?;
-    if s.status != EVTCHNSTAT_UNBOUND {
-        return Err(msg!("port {port}: status {}, not unbound", s.status));
-    }
-    Ok(s.u_unbound_dom())
 }
 
 /// The `i`th u64 of the pattern in frame `seed`.

@@ -13,7 +13,6 @@
 
 use super::{Check, TrapCheck};
 use crate::probe;
-use abi::event_channel::EVTCHNSTAT_UNBOUND;
 use abi::grant_table::*;
 use abi::mm::DOMID_SELF;
 use abi::Errno;
@@ -151,19 +150,9 @@ fn byte_at(va: u64, i: u64) -> u8 {
     unsafe { ((va + i) as *const u8).read_volatile() }
 }
 
-/// Our domain id: the remote end the hypervisor reports for a port
-/// allocated for `DOMID_SELF`.
-fn find_own_domid() -> Result<u16, Msg> {
-    let port = hv().evtchn_alloc_unbound(DOMID_SELF, DOMID_SELF).map_err(|e| msg!("alloc_unbound: {e}"))?;
-    let s = hv().evtchn_status(DOMID_SELF, port).map_err(|e| msg!("status: {e}"));
-    let _ = hv().evtchn_close(port);
-    let s = s?;
-    ensure!(s.status == EVTCHNSTAT_UNBOUND, "port {port}: status {}", s.status);
-    Ok(s.u_unbound_dom())
-}
-
 fn check_setup() -> Check {
-    OWN_DOMID.store(u32::from(find_own_domid()?), SeqCst);
+    let me = guest_kernel::event::own_domid().map_err(|e| msg!("our domain id: {e}"))?;
+    OWN_DOMID.store(u32::from(me), SeqCst);
     // Version 2 first, before anything is granted: refused here, perhaps
     // offered by Xen (then back to 1, which must work with nothing mapped).
     let (r2, v2) = hv().gnttab_set_version(2);
