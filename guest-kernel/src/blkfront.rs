@@ -8,11 +8,11 @@
 //! allocates an unbound port for the backend, writes `ring-ref`,
 //! `event-channel` and `protocol`, goes to `Initialised`, waits for the
 //! backend to be `Connected` and goes there too. The client has no watches,
-//! so it reads the backend's state every millisecond ([`MAX_WAITS`] times
+//! so it reads the backend's state every millisecond ([`MAX_WAITS`](xenbus::MAX_WAITS) times
 //! at most).
 //!
 //! Requests go on the ring with [`Blkfront::push`] (up to
-//! [`BLKIF_RING_SIZE`] in flight), [`Blkfront::kick`] publishes them and
+//! [`BLKIF_RING_SIZE`](abi::blkif::BLKIF_RING_SIZE) in flight), [`Blkfront::kick`] publishes them and
 //! notifies the backend if it asked to be, and [`Blkfront::next_response`]
 //! takes the next response, blocking on the port (with the final check
 //! that loses no wakeup) for at most [`RESPONSE_TIMEOUT_NS`]. The data pages
@@ -21,11 +21,8 @@
 use alloc::format;
 use alloc::string::String;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
 
-use abi::blkif::{
-    BlkifRequest, BlkifResponse, XenbusState, BLKIF_PROTOCOL_X86_64, BLKIF_RING_SIZE, BLKIF_SECTOR_SIZE, VDISK_READONLY,
-};
+use abi::blkif::{BlkifRequest, BlkifResponse, XenbusState, BLKIF_PROTOCOL_X86_64, BLKIF_SECTOR_SIZE, VDISK_READONLY};
 use abi::mm::DOMID_SELF;
 use abi::ring::{FrontRing, Sring};
 use abi::Errno;
@@ -33,20 +30,16 @@ use abi::Errno;
 use crate::event::{self, Port};
 use crate::grant::{self, GrantRef};
 use crate::hypercall::hv;
-use crate::layout::PAGE_SIZE;
 use crate::mm::{self, Frame};
 use crate::time::{self, NS_PER_MS};
-use crate::xenbus::{Xenbus, MAX_WAITS};
+use crate::xenbus::{self, Xenbus};
 
 /// How long [`Blkfront::next_response`] waits for a response.
 pub const RESPONSE_TIMEOUT_NS: u64 = 5_000 * NS_PER_MS;
 
-/// Events seen on any frontend's port (the handler's count).
-static EVENTS: AtomicU64 = AtomicU64::new(0);
-
-fn on_event(_: Port) {
-    EVENTS.fetch_add(1, Ordering::SeqCst);
-}
+/// The port's handler: it claims the port; the upcall itself is what
+/// wakes [`Blkfront::next_response`].
+fn on_event(_: Port) {}
 
 /// A connected block device.
 pub struct Blkfront {
@@ -66,6 +59,8 @@ pub struct Blkfront {
     pub read_only: bool,
     /// The frontend's xenstore directory.
     pub path: String,
+    /// The backend's xenstore directory.
+    pub backend: String,
 }
 
 impl core::fmt::Debug for Blkfront {
@@ -93,21 +88,20 @@ fn read_state(xs: &mut Xenbus, path: &str) -> Result<XenbusState, Errno> {
     XenbusState::parse(&buf[..n]).ok_or(Errno::EINVAL)
 }
 
-/// Waits until `path`'s state is at least `want`: the state. `ENODEV` if
-/// it went to `Closing` or beyond, `ETIMEDOUT` after [`MAX_WAITS`] ms.
+/// Waits until `path`'s state is at least `want` (`Closed` included):
+/// the state. `ENODEV` if it went to `Closing` or beyond before `want`,
+/// `ETIMEDOUT` after [`MAX_WAITS`](xenbus::MAX_WAITS) ms.
 fn wait_state(xs: &mut Xenbus, path: &str, want: XenbusState) -> Result<XenbusState, Errno> {
-    for _ in 0..MAX_WAITS {
+    let mut waits = 0;
+    loop {
         match read_state(xs, path) {
-            Ok(s) if s >= XenbusState::Closing => return Err(Errno::ENODEV),
+            Ok(s) if s >= XenbusState::Closing && want < XenbusState::Closing => return Err(Errno::ENODEV),
             Ok(s) if s >= want => return Ok(s),
             Ok(_) | Err(Errno::ENOENT) => {}
             Err(e) => return Err(e),
         }
-        if time::sleep_ns(NS_PER_MS).is_err() {
-            let _ = hv().sched_yield();
-        }
+        xenbus::wait(&mut waits)?;
     }
-    Err(Errno::ETIMEDOUT)
 }
 
 impl Blkfront {
@@ -163,20 +157,27 @@ impl Blkfront {
             sector_size,
             read_only: info & u64::from(VDISK_READONLY) != 0,
             path,
+            backend,
         };
-        front.handshake(xs, &backend)?;
+        front.handshake(xs)?;
         Ok(front)
     }
 
     /// Publishes the ring and port, and steps the states to `Connected`.
-    fn handshake(&self, xs: &mut Xenbus, backend: &str) -> Result<(), Errno> {
+    fn handshake(&self, xs: &mut Xenbus) -> Result<(), Errno> {
         let path = &self.path;
         xs.write(&format!("{path}/ring-ref"), format!("{}", self.ring_gref).as_bytes())?;
         xs.write(&format!("{path}/event-channel"), format!("{}", self.port).as_bytes())?;
         xs.write(&format!("{path}/protocol"), BLKIF_PROTOCOL_X86_64.as_bytes())?;
         xs.write(&format!("{path}/state"), XenbusState::Initialised.value().as_bytes())?;
-        wait_state(xs, &format!("{backend}/state"), XenbusState::Connected)?;
+        self.wait_backend(xs, XenbusState::Connected)?;
         xs.write(&format!("{path}/state"), XenbusState::Connected.value().as_bytes())
+    }
+
+    /// Waits until the backend's state is at least `want` (see
+    /// [`wait_state`]): the state.
+    pub fn wait_backend(&self, xs: &mut Xenbus, want: XenbusState) -> Result<XenbusState, Errno> {
+        wait_state(xs, &format!("{}/state", self.backend), want)
     }
 
     /// Grants the backend `frame` (read-only if the backend only reads it:
@@ -243,19 +244,12 @@ impl Blkfront {
     pub fn in_flight(&self) -> u32 {
         self.ring.size() - self.ring.free_requests()
     }
-
-    /// Bytes of one sector for `sector_number` arithmetic.
-    pub const SECTOR_BYTES: u64 = BLKIF_SECTOR_SIZE as u64;
-    /// Sectors in a page.
-    pub const SECTORS_PER_PAGE: u64 = PAGE_SIZE / Self::SECTOR_BYTES;
-    /// Requests the ring holds.
-    pub const RING_SIZE: u32 = BLKIF_RING_SIZE;
 }
 
 impl Drop for Blkfront {
-    /// Says `Closed` is not possible without the store; the caller closes
-    /// the device in xenstore. Here: the port is closed and, if the backend
-    /// has unmapped it, the ring's grant and page are given back.
+    /// Closes the port and, if the backend has unmapped the ring, gives its
+    /// grant and page back (a ring still mapped stays granted, and its page
+    /// is not reused). The xenstore state is the caller's to set.
     fn drop(&mut self) {
         event::set_handler(self.port, None);
         let _ = hv().evtchn_close(self.port);

@@ -16,14 +16,14 @@
 //! - `blk-bench`: see [`bench`].
 
 use alloc::vec::Vec;
-use guest_kernel::ensure;
 
 use abi::blkif::{
     BlkifRequest, BlkifRequestSegment, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_READ, BLKIF_OP_WRITE,
-    BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
+    BLKIF_RING_SIZE, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
 };
 use abi::sched::ShutdownReason;
 use guest_kernel::blkfront::Blkfront;
+use guest_kernel::ensure;
 use guest_kernel::grant::GrantRef;
 use guest_kernel::mm::{self, Frame};
 use guest_kernel::runtime::shutdown;
@@ -69,10 +69,7 @@ pub fn open(workload: &str) -> Result<Disk, Msg> {
     let front = Blkfront::connect(&mut xs, XVDA).map_err(|e| msg!("connecting xvda: {e}"))?;
     println!(
         "BLK connected sectors={} sector_size={} backend=d{} ring={}",
-        front.sectors,
-        front.sector_size,
-        front.backend_id,
-        Blkfront::RING_SIZE
+        front.sectors, front.sector_size, front.backend_id, BLKIF_RING_SIZE
     );
     let mut slots = Vec::new();
     for _ in 0..DEPTH {

@@ -57,7 +57,7 @@ pub fn reply_result(header: &XsdSockmsg, payload: &[u8]) -> Result<usize, Errno>
 }
 
 #[cfg(target_os = "none")]
-pub use image::Xenbus;
+pub use image::{wait, Xenbus};
 
 /// Sleeps of a millisecond a request waits for its reply, at most.
 pub const MAX_WAITS: u32 = 5_000;
@@ -228,8 +228,8 @@ mod image {
     }
 
     /// Waits a millisecond (or yields, without a timer); `ETIMEDOUT` after
-    /// [`MAX_WAITS`] waits.
-    fn wait(waits: &mut u32) -> Result<(), Errno> {
+    /// [`MAX_WAITS`] waits, counted in `waits`.
+    pub fn wait(waits: &mut u32) -> Result<(), Errno> {
         *waits += 1;
         if *waits > MAX_WAITS {
             return Err(Errno::ETIMEDOUT);

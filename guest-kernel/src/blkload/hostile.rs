@@ -20,7 +20,6 @@ use abi::ring::FrontRing;
 use guest_kernel::msg;
 use guest_kernel::println;
 use guest_kernel::text::Msg;
-use guest_kernel::time::{self, NS_PER_MS};
 use guest_kernel::xenbus::Xenbus;
 
 use guest_kernel::ensure;
@@ -102,21 +101,15 @@ fn producer_ahead(disk: &mut Disk) -> Result<(), Msg> {
     // req_prod the backend cannot have been given.
     FrontRing::attach(sring, start.wrapping_add(1000)).push_requests();
     disk.front.notify().map_err(|e| msg!("notify: {e}"))?;
+    // The backend must give up on the ring: its state goes to Closed.
     let mut xs = Xenbus::open().map_err(|e| msg!("xenstore: {e}"))?;
-    let path = alloc::format!("{}/backend", disk.front.path);
-    let mut backend = [0u8; 128];
-    let n = xs.read(&path, &mut backend).map_err(|e| msg!("{path}: {e}"))?;
-    let state_path = alloc::format!("{}/state", core::str::from_utf8(&backend[..n]).unwrap_or(""));
-    for _ in 0..2000 {
-        let mut state = [0u8; 8];
-        let n = xs.read(&state_path, &mut state).map_err(|e| msg!("{state_path}: {e}"))?;
-        if XenbusState::parse(&state[..n]) == Some(XenbusState::Closed) {
+    match disk.front.wait_backend(&mut xs, XenbusState::Closed) {
+        Ok(XenbusState::Closed) => {
             println!("BLKH producer_ahead ok backend=closed");
-            return Ok(());
+            Ok(())
         }
-        let _ = time::sleep_ns(NS_PER_MS);
+        other => Err(msg!("after req_prod ran 1000 ahead the backend's state is {other:?}, not Closed")),
     }
-    Err(msg!("the backend is not Closed 2 s after req_prod ran 1000 ahead"))
 }
 
 /// `blk-hostile`.
