@@ -141,6 +141,20 @@ fn on_dom_exc(_: Port) {
     DOM_EXC.store(true, Ordering::SeqCst);
 }
 
+/// Set when a device's port fires (a block request, a xenstore message):
+/// the shell stops idling and polls.
+static WOKEN: AtomicBool = AtomicBool::new(false);
+
+/// The handler of every port the shell serves a device on.
+fn wake(_: Port) {
+    WOKEN.store(true, Ordering::SeqCst);
+}
+
+/// Whether a device's port fired since the last call (and forgets it).
+fn woken() -> bool {
+    WOKEN.swap(false, Ordering::SeqCst)
+}
+
 /// Where the command running now was typed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Source {
@@ -247,11 +261,11 @@ pub fn run() -> ! {
 /// Sleeps [`IDLE_MS`] on the timer (or, without one, yields), or less if
 /// a device's port fires (a block request, a xenstore message).
 fn idle() {
-    if disks::kicked() {
+    if woken() {
         return;
     }
     let deadline = time::now_ns().saturating_add(IDLE_MS * NS_PER_MS);
-    if time::sleep_until_or(deadline, disks::kicked).is_err() {
+    if time::sleep_until_or(deadline, woken).is_err() {
         let _ = hv().sched_yield();
     }
 }
@@ -535,7 +549,7 @@ impl Shell {
         self.domains.poll_stores(&mut self.ops);
         if self.domains.poll_disks() {
             // Requests remain: the next idle must not sleep.
-            disks::kick(0);
+            wake(0);
         }
     }
 

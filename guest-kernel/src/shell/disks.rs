@@ -23,7 +23,6 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use abi::blkif::{BlkifSring, XenbusState, BLKIF_PROTOCOL_X86_64, BLKIF_SECTOR_SIZE};
 use abi::grant_table::{GnttabCopy, GnttabCopyPtr, GNTCOPY_DEST_GREF, GNTCOPY_SOURCE_GREF, GNTST_OKAY};
@@ -43,20 +42,6 @@ use super::store::Store;
 
 /// Requests one poll answers per device, at most.
 pub const BUDGET: u32 = 64;
-
-/// Set when a device's port fires: the shell stops idling and polls.
-static KICKED: AtomicBool = AtomicBool::new(false);
-
-/// The handler of every backend port (and the store ports): wakes the
-/// shell.
-pub fn kick(_: Port) {
-    KICKED.store(true, Ordering::SeqCst);
-}
-
-/// Whether a port fired since the last call (and forgets it).
-pub fn kicked() -> bool {
-    KICKED.swap(false, Ordering::SeqCst)
-}
 
 /// One disk image.
 struct Disk {
@@ -313,7 +298,7 @@ impl Vbd {
                 return Err(format!("binding event-channel {remote_port}: {e}"));
             }
         };
-        event::set_handler(port, Some(kick));
+        event::set_handler(port, Some(super::wake));
         let base = NonNull::new(ring.va as *mut u8).ok_or("the ring's address is null")?;
         // SAFETY: `ring` maps the frontend's page read-write at `base`
         // until the `Connection` drops it, after the view (its `Drop`);

@@ -88,7 +88,7 @@ impl Store {
             }
         };
         // Requests wake the shell from its idle sleep.
-        guest_kernel::event::set_handler(port, Some(super::disks::kick));
+        guest_kernel::event::set_handler(port, Some(super::wake));
         let ring = StoreRing { domid, mfn, port, conn };
         let ready = ops.with_foreign_frame(domid, mfn, |page| {
             // SAFETY: `page` is the domain's store frame, mapped read-write
