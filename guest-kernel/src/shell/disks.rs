@@ -165,6 +165,8 @@ pub struct Vbd {
     closed: bool,
     /// Counters of the connections so far.
     stats: Stats,
+    /// The copy ops of a request, kept between requests.
+    copies: Vec<GnttabCopy>,
 }
 
 impl core::fmt::Debug for Vbd {
@@ -221,7 +223,15 @@ impl Vbd {
             }
         }
         disk.user = Some(domid);
-        Ok(Vbd { domid, disk: String::from(name), paths, conn: None, closed: false, stats: Stats::default() })
+        Ok(Vbd {
+            domid,
+            disk: String::from(name),
+            paths,
+            conn: None,
+            closed: false,
+            stats: Stats::default(),
+            copies: Vec::new(),
+        })
     }
 
     /// Gives the disk back and removes the backend's entries.
@@ -258,7 +268,7 @@ impl Vbd {
         let Some((back, port)) = self.conn.as_mut().and_then(|c| Some((c.back.as_mut()?, c.port))) else {
             return false;
         };
-        let mut copier = GrantCopier { frontend: self.domid, disk: &disk.frames, ops: Vec::new() };
+        let mut copier = GrantCopier { frontend: self.domid, disk: &disk.frames, ops: &mut self.copies };
         let served = back.serve(&mut copier, BUDGET);
         self.stats = back.stats();
         match served {
@@ -331,7 +341,7 @@ impl Vbd {
 struct GrantCopier<'a> {
     frontend: DomId,
     disk: &'a [Frame],
-    ops: Vec<GnttabCopy>,
+    ops: &'a mut Vec<GnttabCopy>,
 }
 
 impl Copier for GrantCopier<'_> {
@@ -351,7 +361,7 @@ impl Copier for GrantCopier<'_> {
         }
         // SAFETY: the only local frames named are the disk's, which no
         // reference points into; the rest is the frontend's granted pages.
-        let r = unsafe { hv().gnttab_copy(&mut self.ops) };
+        let r = unsafe { hv().gnttab_copy(self.ops) };
         if r.is_err() {
             return Err(abi::grant_table::GNTST_GENERAL_ERROR);
         }
