@@ -119,6 +119,12 @@ pub fn image(name: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// The number a structured line gives for `key` (`12` for `requests` in
+/// `BLK write ok requests=12 ...`): the first `key=<u64>` word.
+pub fn field(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
 /// Boots the hypervisor with dom0's shell running `script` (commands
 /// separated by `;`, as after `shell --`), the guest kernel as the image
 /// `create` builds from, in 512 MiB; its outcome. Panics if it cannot run.

@@ -7,18 +7,13 @@
 //! and dom0 goes on serving.
 
 use hv::exit::Exit;
-use hvtest::Outcome;
+use hvtest::{field, Outcome};
 use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 fn shell(script: &str) -> Outcome {
     hvtest::shell_session(script, TIMEOUT)
-}
-
-/// The number after `key=` in `line`.
-fn field(line: &str, key: &str) -> Option<u64> {
-    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
 /// The `free_memory` lines `info` printed, in order.

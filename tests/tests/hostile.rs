@@ -75,10 +75,8 @@ fn attacks<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<Attack<'a>> {
 /// The `HOSTILE refused=N succeeded=M errors=K` line's numbers.
 fn summary<'a>(mut lines: impl Iterator<Item = &'a str>) -> Option<(usize, usize, usize)> {
     let line = lines.find_map(|l| l.strip_prefix("HOSTILE "))?;
-    let field = |key: &str| {
-        line.split_whitespace().find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))?.parse().ok()
-    };
-    Some((field("refused")?, field("succeeded")?, field("errors")?))
+    let count = |key: &str| usize::try_from(hvtest::field(line, key)?).ok();
+    Some((count("refused")?, count("succeeded")?, count("errors")?))
 }
 
 fn not_refused(all: &[Attack<'_>]) -> Vec<String> {

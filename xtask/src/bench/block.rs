@@ -60,9 +60,7 @@ pub fn parse(serial: &str) -> Vec<Figure> {
         .filter_map(|l| l.strip_prefix("BLKBENCH "))
         .filter_map(|rest| {
             let (name, fields) = rest.split_once(' ')?;
-            let get = |key: &str| {
-                fields.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
-            };
+            let get = |key: &str| hvtest::field(fields, key);
             Some(Figure {
                 name: name.to_string(),
                 bytes: get("bytes")?,

@@ -53,9 +53,7 @@ pub fn parse(serial: &str) -> Vec<Point> {
         .lines()
         .filter(|l| l.starts_with("MANY k="))
         .filter_map(|l| {
-            let get = |key: &str| {
-                l.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse::<u64>().ok())
-            };
+            let get = |key: &str| hvtest::field(l, key);
             Some(Point { k: get("k")?, instructions: get("tsc")?, hv_frames: get("hv_dom")? })
         })
         .collect()
