@@ -23,6 +23,7 @@ use abi::grant_table::{
 use abi::mm::DOMID_SELF;
 use abi::Errno;
 
+use crate::frame_alloc::FrameBitmap;
 use crate::hypercall::hv;
 use crate::layout::{PAGE_SIZE, SCRATCH_BASE};
 use crate::lock::Lock;
@@ -52,8 +53,8 @@ pub const GRANT_MAP_SLOTS: u64 = 512;
 struct Table {
     /// Entries usable (frames set up × 512).
     entries: u32,
-    /// A bit per entry: handed out.
-    used: [u64; MAX_ENTRIES / 64],
+    /// The entries not handed out, from the first unreserved one.
+    free: FrameBitmap<{ MAX_ENTRIES / 64 }>,
 }
 
 static TABLE: Lock<Option<Table>> = Lock::new(None);
@@ -80,7 +81,9 @@ pub fn init() -> Result<u32, Errno> {
         mm::map(GRANT_TABLE_VA + i * PAGE_SIZE, mfn, Prot::KERNEL_RW).map_err(|_| Errno::ENOMEM)?;
     }
     let entries = n as u32 * ENTRIES_PER_FRAME;
-    *table = Some(Table { entries, used: [0; MAX_ENTRIES / 64] });
+    let mut free = FrameBitmap::empty();
+    free.reset(u64::from(GNTTAB_NR_RESERVED_ENTRIES), u64::from(entries));
+    *table = Some(Table { entries, free });
     Ok(entries)
 }
 
@@ -109,10 +112,8 @@ pub fn grant_access(domid: u16, mfn: u64, readonly: bool) -> Result<GrantRef, Er
     let frame = u32::try_from(mfn).map_err(|_| Errno::EINVAL)?;
     let mut table = TABLE.lock();
     let t = table.as_mut().ok_or(Errno::ENODEV)?;
-    let gref = (GNTTAB_NR_RESERVED_ENTRIES..t.entries)
-        .find(|&r| t.used[r as usize / 64] & (1 << (r % 64)) == 0)
-        .ok_or(Errno::ENOSPC)?;
-    t.used[gref as usize / 64] |= 1 << (gref % 64);
+    // Below `entries`, a u32.
+    let gref = t.free.alloc().ok_or(Errno::ENOSPC)? as GrantRef;
     let (d, f) = domid_and_frame(gref);
     d.store(domid, Ordering::Relaxed);
     f.store(frame, Ordering::Relaxed);
@@ -126,7 +127,7 @@ pub fn grant_access(domid: u16, mfn: u64, readonly: bool) -> Result<GrantRef, Er
 pub fn end_access(gref: GrantRef) -> Result<(), Errno> {
     let mut table = TABLE.lock();
     let t = table.as_mut().ok_or(Errno::ENODEV)?;
-    if gref >= t.entries || t.used[gref as usize / 64] & (1 << (gref % 64)) == 0 {
+    if gref >= t.entries || gref < GNTTAB_NR_RESERVED_ENTRIES || t.free.is_free(u64::from(gref)) {
         return Err(Errno::EINVAL);
     }
     let word = flags(gref);
@@ -140,8 +141,7 @@ pub fn end_access(gref: GrantRef) -> Result<(), Errno> {
             Err(seen) => now = seen,
         }
     }
-    t.used[gref as usize / 64] &= !(1 << (gref % 64));
-    Ok(())
+    t.free.free(u64::from(gref)).map_err(|_| Errno::EINVAL)
 }
 
 /// A granted page mapped here.
@@ -153,21 +153,34 @@ pub struct ForeignMapping {
 }
 
 /// Slots of [`GRANT_MAP_BASE`] in use.
-static MAP_SLOTS: Lock<[u64; GRANT_MAP_SLOTS as usize / 64]> = Lock::new([0; GRANT_MAP_SLOTS as usize / 64]);
+static MAP_SLOTS: Lock<Option<FrameBitmap<{ GRANT_MAP_SLOTS as usize / 64 }>>> = Lock::new(None);
+
+/// A free slot of [`GRANT_MAP_BASE`], taken.
+fn take_slot() -> Option<u64> {
+    let mut slots = MAP_SLOTS.lock();
+    slots
+        .get_or_insert_with(|| {
+            let mut all = FrameBitmap::empty();
+            all.reset(0, GRANT_MAP_SLOTS);
+            all
+        })
+        .alloc()
+}
+
+/// Gives slot `slot` back.
+fn release_slot(slot: u64) {
+    if let Some(slots) = MAP_SLOTS.lock().as_mut() {
+        let _ = slots.free(slot);
+    }
+}
 
 /// Maps the page `domid` granted as `gref` (read-only if `readonly`) at a
 /// free slot: the mapping. The hypervisor's `GNTST_*` failure reads as
 /// `EACCES` (permission), `ENOENT` (bad reference or domain) or `EIO`.
 pub fn map_foreign(domid: u16, gref: GrantRef, readonly: bool) -> Result<ForeignMapping, Errno> {
-    let slot = {
-        let mut slots = MAP_SLOTS.lock();
-        let slot =
-            (0..GRANT_MAP_SLOTS).find(|&s| slots[s as usize / 64] & (1 << (s % 64)) == 0).ok_or(Errno::ENOSPC)?;
-        slots[slot as usize / 64] |= 1 << (slot % 64);
-        slot
-    };
+    let slot = take_slot().ok_or(Errno::ENOSPC)?;
     let va = GRANT_MAP_BASE + slot * PAGE_SIZE;
-    let release = || MAP_SLOTS.lock()[slot as usize / 64] &= !(1 << (slot % 64));
+    let release = || release_slot(slot);
     // The hypervisor writes the entry into the L1 that must exist.
     if mm::l1_table(va).is_err() {
         release();
@@ -201,8 +214,7 @@ pub fn unmap_foreign(mapping: ForeignMapping) -> Result<(), Errno> {
     if op[0].status != GNTST_OKAY {
         return Err(gntst_errno(op[0].status));
     }
-    let slot = (mapping.va - GRANT_MAP_BASE) / PAGE_SIZE;
-    MAP_SLOTS.lock()[slot as usize / 64] &= !(1 << (slot % 64));
+    release_slot((mapping.va - GRANT_MAP_BASE) / PAGE_SIZE);
     Ok(())
 }
 
