@@ -92,6 +92,14 @@ fn one(front: &mut Front<'_>, back: &mut Blkback<'_>, copier: &mut FakeCopier, r
 }
 
 /// A byte pattern that differs by page, by sector and by byte.
+/// A frontend that initialised the ring in `page`, and a backend on it
+/// serving `disk`.
+fn ends(page: &RingPage, disk: DiskInfo) -> (Front<'_>, Blkback<'_>) {
+    let front = FrontRing::new(BlkifSring::new(page));
+    let back = Blkback::new(front.sring(), disk);
+    (front, back)
+}
+
 fn pattern(gref: u32, seed: u8) -> [u8; PAGE_BYTES] {
     core::array::from_fn(|i| (i as u8).wrapping_mul(31) ^ (i / 512) as u8 ^ (gref as u8).wrapping_mul(7) ^ seed)
 }
@@ -155,9 +163,8 @@ fn plan_refuses_what_the_module_doc_lists() {
 fn write_then_read_back_the_whole_disk() {
     const SECTORS: u64 = 64;
     let page = RingPage::new();
-    let mut front = FrontRing::new(BlkifSring::new(&page));
     let mut copier = FakeCopier::new(SECTORS);
-    let mut back = Blkback::new(front.sring(), copier.info(false));
+    let (mut front, mut back) = ends(&page, copier.info(false));
     // Segment shapes, cycled: partial pages, single sectors, full pages.
     const SHAPES: [(u8, u8); 6] = [(3, 5), (0, 7), (7, 7), (2, 6), (0, 0), (1, 7)];
 
@@ -238,10 +245,9 @@ fn write_then_read_back_the_whole_disk() {
 #[test]
 fn a_full_ring_is_answered_in_order_and_notifies_sanely() {
     let page = RingPage::new();
-    let mut front = FrontRing::new(BlkifSring::new(&page));
     let mut copier = FakeCopier::new(64);
     copier.grants.insert(1, [0; PAGE_BYTES]);
-    let mut back = Blkback::new(front.sring(), copier.info(false));
+    let (mut front, mut back) = ends(&page, copier.info(false));
     let reqs: Vec<_> = (0..32).map(|i| req(BLKIF_OP_READ, 1000 + i, i, &[seg(1, 0, 0)])).collect();
     // SHARED_RING_INIT armed req_event = 1.
     assert!(submit(&mut front, &reqs));
@@ -269,10 +275,9 @@ fn a_full_ring_is_answered_in_order_and_notifies_sanely() {
 #[test]
 fn out_of_range_requests_fail_and_leave_the_disk_alone() {
     let page = RingPage::new();
-    let mut front = FrontRing::new(BlkifSring::new(&page));
     let mut copier = FakeCopier::new(64);
     copier.grants.insert(1, [0xab; PAGE_BYTES]);
-    let mut back = Blkback::new(front.sring(), copier.info(false));
+    let (mut front, mut back) = ends(&page, copier.info(false));
     let full = seg(1, 0, 7);
     for sector in [57, 63, 64, 1 << 40, u64::MAX / 512 + 1, u64::MAX - 7, u64::MAX] {
         let status = one(&mut front, &mut back, &mut copier, req(BLKIF_OP_WRITE, sector, sector, &[full]));
@@ -291,10 +296,9 @@ fn out_of_range_requests_fail_and_leave_the_disk_alone() {
 #[test]
 fn bad_requests_get_their_status() {
     let page = RingPage::new();
-    let mut front = FrontRing::new(BlkifSring::new(&page));
     let mut copier = FakeCopier::new(64);
     copier.grants.insert(1, [0xab; PAGE_BYTES]);
-    let mut back = Blkback::new(front.sring(), copier.info(false));
+    let (mut front, mut back) = ends(&page, copier.info(false));
     let full = seg(1, 0, 7);
     let mut twelve = req(BLKIF_OP_WRITE, 0, 0, &[seg(1, 0, 0); 11]);
     twelve.nr_segments = 12;
@@ -324,11 +328,10 @@ fn bad_requests_get_their_status() {
 #[test]
 fn a_read_only_disk_refuses_writes_only() {
     let page = RingPage::new();
-    let mut front = FrontRing::new(BlkifSring::new(&page));
     let mut copier = FakeCopier::new(16);
     copier.disk[1] = pattern(9, 1);
     copier.grants.insert(1, [0xab; PAGE_BYTES]);
-    let mut back = Blkback::new(front.sring(), copier.info(true));
+    let (mut front, mut back) = ends(&page, copier.info(true));
     assert_eq!(one(&mut front, &mut back, &mut copier, req(BLKIF_OP_WRITE, 1, 8, &[seg(1, 0, 7)])), BLKIF_RSP_ERROR);
     assert_eq!(copier.disk[1], pattern(9, 1));
     assert_eq!(one(&mut front, &mut back, &mut copier, req(BLKIF_OP_READ, 2, 8, &[seg(1, 0, 7)])), BLKIF_RSP_OKAY);
@@ -339,11 +342,10 @@ fn a_read_only_disk_refuses_writes_only() {
 #[test]
 fn a_bad_grant_fails_its_request_only() {
     let page = RingPage::new();
-    let mut front = FrontRing::new(BlkifSring::new(&page));
     let mut copier = FakeCopier::new(64);
     copier.grants.insert(1, pattern(1, 0));
     copier.grants.insert(2, pattern(2, 0));
-    let mut back = Blkback::new(front.sring(), copier.info(false));
+    let (mut front, mut back) = ends(&page, copier.info(false));
     let reqs = [
         req(BLKIF_OP_WRITE, 10, 0, &[seg(1, 0, 7)]),
         req(BLKIF_OP_WRITE, 11, 8, &[seg(2, 0, 7), seg(99, 0, 7)]),
@@ -361,10 +363,9 @@ fn a_bad_grant_fails_its_request_only() {
 #[test]
 fn a_producer_running_ahead_breaks_the_connection() {
     let page = RingPage::new();
-    let mut front = FrontRing::new(BlkifSring::new(&page));
     let mut copier = FakeCopier::new(64);
     copier.grants.insert(1, [0; PAGE_BYTES]);
-    let mut back = Blkback::new(front.sring(), copier.info(false));
+    let (mut front, mut back) = ends(&page, copier.info(false));
     assert_eq!(one(&mut front, &mut back, &mut copier, req(BLKIF_OP_READ, 1, 0, &[seg(1, 0, 0)])), 0);
     // The frontend writes req_prod = rsp_prod + 1000, as another domain
     // could: through a second view attached at that index.
@@ -387,10 +388,9 @@ fn a_producer_running_ahead_breaks_the_connection() {
 #[test]
 fn a_budget_bounds_one_serve() {
     let page = RingPage::new();
-    let mut front = FrontRing::new(BlkifSring::new(&page));
     let mut copier = FakeCopier::new(64);
     copier.grants.insert(1, [0; PAGE_BYTES]);
-    let mut back = Blkback::new(front.sring(), copier.info(false));
+    let (mut front, mut back) = ends(&page, copier.info(false));
     let reqs: Vec<_> = (0..32).map(|i| req(BLKIF_OP_READ, i, i, &[seg(1, 0, 0)])).collect();
     submit(&mut front, &reqs);
     assert_eq!(back.serve(&mut copier, 5).unwrap(), Served { answered: 5, failed: 0, notify: true, more: true });
